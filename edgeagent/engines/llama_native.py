@@ -1,0 +1,193 @@
+"""Thin, typed access to llama.cpp through llama-cpp-python's ctypes layer.
+
+Covers: loading a GGUF with a one-line error on failure (missing file, not a
+GGUF, truncated, unknown architecture — the reason comes from llama.cpp's own
+log, captured here), tokenizing, detokenizing single tokens, GGUF metadata,
+and sampler chains. The engine (`llamacpp.py`) builds on this; nothing here
+knows about prompts or chats.
+
+Not covered: GPU offload, multimodal projectors, embeddings.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from edgeagent.errors import UserError
+
+_log_lock = threading.Lock()
+_log_lines: deque[str] = deque(maxlen=50)
+_verbose = False
+_callback: Any = None
+_backend_ready = False
+
+
+def _llama() -> Any:
+    try:
+        import llama_cpp
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise UserError(
+            f"llama-cpp-python is not installed ({exc}); run packaging/install.sh"
+        ) from None
+    return llama_cpp
+
+
+def init_backend(verbose: bool = False) -> Any:
+    """Import llama_cpp once, route its log through us, init the backend."""
+    global _callback, _backend_ready, _verbose
+    llama_cpp = _llama()
+    _verbose = verbose
+    if _callback is None:
+
+        @llama_cpp.llama_log_callback
+        def _on_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+            line = text.decode("utf-8", errors="replace")
+            with _log_lock:
+                _log_lines.append(line)
+            if _verbose:
+                print(line, end="", file=sys.stderr, flush=True)
+
+        _callback = _on_log
+        llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
+    if not _backend_ready:
+        llama_cpp.llama_backend_init()
+        _backend_ready = True
+    return llama_cpp
+
+
+def _last_error() -> str:
+    with _log_lock:
+        lines = [ln.strip() for ln in _log_lines if ln.strip()]
+    for line in reversed(lines):
+        low = line.lower()
+        if "error" in low or "failed" in low or "unknown" in low or "invalid" in low:
+            return line.split(": ", 1)[-1] if line.startswith("llama_") else line
+    return lines[-1] if lines else "llama.cpp gave no reason"
+
+
+def check_gguf_header(path: Path) -> None:
+    """Fail in one line unless `path` is an existing, non-empty GGUF file."""
+    if not path.exists():
+        raise UserError(f"model file not found: {path}")
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a GGUF file")
+    try:
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    if magic != b"GGUF":
+        raise UserError(f"{path} is not a GGUF file (bad magic {magic!r})")
+
+
+def load_model(path: Path, *, vocab_only: bool = False, lora: Path | None = None) -> Any:
+    """A `llama_model_p`; raises UserError with llama.cpp's reason on failure."""
+    check_gguf_header(path)
+    llama_cpp = init_backend(_verbose)
+    params = llama_cpp.llama_model_default_params()
+    params.n_gpu_layers = 0
+    params.vocab_only = vocab_only
+    with _log_lock:
+        _log_lines.clear()
+    model = llama_cpp.llama_model_load_from_file(os.fsencode(path), params)
+    if not model:
+        raise UserError(f"cannot load {path.name}: {_last_error()}")
+    return model
+
+
+def meta(model: Any, key: str) -> str | None:
+    llama_cpp = _llama()
+    buf = ctypes.create_string_buffer(4096)
+    n = llama_cpp.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
+    if n < 0:
+        return None
+    if n >= len(buf):
+        buf = ctypes.create_string_buffer(n + 1)
+        llama_cpp.llama_model_meta_val_str(model, key.encode(), buf, len(buf))
+    return buf.value.decode("utf-8", errors="replace")
+
+
+def chat_template(model: Any) -> str | None:
+    raw = _llama().llama_model_chat_template(model, None)
+    return raw.decode("utf-8", errors="replace") if raw else None
+
+
+def tokenize(vocab: Any, text: str, *, add_special: bool, parse_special: bool = True) -> list[int]:
+    llama_cpp = _llama()
+    data = text.encode("utf-8")
+    cap = len(data) + 8
+    arr = (llama_cpp.llama_token * cap)()
+    n = llama_cpp.llama_tokenize(vocab, data, len(data), arr, cap, add_special, parse_special)
+    if n < 0:
+        cap = -n
+        arr = (llama_cpp.llama_token * cap)()
+        n = llama_cpp.llama_tokenize(vocab, data, len(data), arr, cap, add_special, parse_special)
+    return list(arr[:n])
+
+
+class Detokenizer:
+    """Token id -> bytes, cached per id (pieces never change)."""
+
+    def __init__(self, vocab: Any, *, special: bool = False) -> None:
+        self._llama = _llama()
+        self._vocab = vocab
+        self._special = special
+        self._cache: dict[int, bytes] = {}
+        self._buf = ctypes.create_string_buffer(256)
+
+    def piece(self, token: int) -> bytes:
+        got = self._cache.get(token)
+        if got is not None:
+            return got
+        n = self._llama.llama_token_to_piece(
+            self._vocab, token, self._buf, len(self._buf), 0, self._special
+        )
+        if n < 0:
+            big = ctypes.create_string_buffer(-n)
+            n = self._llama.llama_token_to_piece(
+                self._vocab, token, big, len(big), 0, self._special
+            )
+            out = big.raw[:n]
+        else:
+            out = self._buf.raw[:n]
+        self._cache[token] = out
+        return out
+
+    def text(self, tokens: list[int]) -> str:
+        return b"".join(self.piece(t) for t in tokens).decode("utf-8", errors="replace")
+
+
+def token_text(vocab: Any, token: int) -> str:
+    """The special-token text of `token` (e.g. '<|im_end|>'), '' if none."""
+    if token < 0:
+        return ""
+    return Detokenizer(vocab, special=True).piece(token).decode("utf-8", errors="replace")
+
+
+def sampler_chain(
+    *, temperature: float, top_p: float, top_k: int, seed: int
+) -> Any:
+    """A native sampler chain: greedy at temperature 0, else top-k → temp → top-p → dist."""
+    llama_cpp = _llama()
+    params = llama_cpp.llama_sampler_chain_default_params()
+    params.no_perf = True
+    chain = llama_cpp.llama_sampler_chain_init(params)
+    if temperature <= 0:
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
+        return chain
+    if top_k > 0:
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_k(top_k))
+    # temperature before top-p, as vLLM and transformers do (the paper's sampler)
+    llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(temperature))
+    if 0 < top_p < 1:
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_p(top_p, 1))
+    llama_cpp.llama_sampler_chain_add(
+        chain, llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF)
+    )
+    return chain

@@ -1,0 +1,181 @@
+"""The model registry: `registry.json` in the models dir, and name resolution.
+
+An entry records what a user wants to see in `models list`: name, path,
+architecture, quantization, size, parameters, source, license, sha256. Entries
+are read from the GGUF header (gguf's reader; no model is loaded), so a
+truncated or foreign file is refused at `add` time. The file is rewritten
+atomically (temp file + rename).
+
+Resolution (`resolve_model`): an explicit path → a registry name → the config
+file's `model` → the registry default → the built-in default (fetched on
+first use). Not covered: model files on remote machines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from edgeagent import locations
+from edgeagent.errors import UserError
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    path: str
+    architecture: str
+    quant: str
+    size_bytes: int
+    source: str = "local"
+    license: str = ""
+    sha256: str | None = None
+    added: str = ""
+
+
+def read_gguf_info(path: Path) -> dict[str, Any]:
+    """Architecture, quantization and name from a GGUF header; UserError if unreadable."""
+    from edgeagent.engines.llama_native import check_gguf_header
+
+    check_gguf_header(path)
+    try:
+        import gguf
+
+        reader = gguf.GGUFReader(str(path), "r")
+    except Exception as exc:  # numpy/gguf raise many kinds on a damaged file
+        raise UserError(f"{path.name} is not a readable GGUF file ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else 'damaged'})") from None
+
+    def field(key: str) -> Any:
+        f = reader.fields.get(key)
+        if f is None or not f.data:
+            return None
+        return f.contents()
+
+    arch = field("general.architecture") or "unknown"
+    file_type = field("general.file_type")
+    quant = "unknown"
+    if isinstance(file_type, int):
+        with contextlib.suppress(ValueError):
+            quant = gguf.LlamaFileType(file_type).name.removeprefix("MOSTLY_")
+    return {"architecture": str(arch), "quant": quant, "name": field("general.name")}
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-.") or "model"
+
+
+class Registry:
+    """The set of registered models, loaded from and saved to `registry.json`."""
+
+    def __init__(self, path: Path, entries: dict[str, ModelEntry], default: str | None) -> None:
+        self.path = path
+        self.entries = entries
+        self.default = default
+
+    @classmethod
+    def load(cls) -> Registry:
+        path = locations.models_dir() / "registry.json"
+        if not path.exists():
+            return cls(path, {}, None)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            entries = {e["name"]: ModelEntry(**e) for e in raw.get("models", [])}
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise UserError(f"the model registry {path} is damaged ({exc}); "
+                            "fix or delete it, then `edgeagent models add` again") from None
+        return cls(path, entries, raw.get("default"))
+
+    def save(self) -> None:
+        locations.ensure(self.path.parent)
+        data = {"version": 1, "default": self.default,
+                "models": [asdict(e) for e in self.entries.values()]}
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".registry.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=2)
+                f.write("\n")
+            os.replace(tmp, self.path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def add(self, path: Path, *, name: str | None = None, source: str = "local",
+            license: str = "", sha256: str | None = None) -> ModelEntry:
+        path = path.expanduser().resolve()
+        info = read_gguf_info(path)
+        if name is None:
+            name = _slug(str(info.get("name") or path.stem))
+            if info["quant"] != "unknown" and info["quant"].lower() not in name:
+                name = f"{name}-{info['quant'].lower()}"
+        if not _NAME_RE.match(name):
+            raise UserError(f"invalid model name {name!r}: use letters, digits, . _ : -")
+        entry = ModelEntry(
+            name=name, path=str(path), architecture=info["architecture"], quant=info["quant"],
+            size_bytes=path.stat().st_size, source=source, license=license, sha256=sha256,
+            added=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        )
+        self.entries[name] = entry
+        return entry
+
+    def remove(self, name: str) -> ModelEntry:
+        entry = self.get(name)
+        del self.entries[name]
+        if self.default == name:
+            self.default = None
+        return entry
+
+    def get(self, name: str) -> ModelEntry:
+        try:
+            return self.entries[name]
+        except KeyError:
+            known = ", ".join(sorted(self.entries)) or "none registered"
+            raise UserError(f"unknown model {name!r} (known: {known})") from None
+
+
+def config_model() -> str | None:
+    path = locations.config_file()
+    if not path.exists():
+        return None
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    value = data.get("model")
+    return str(value) if value else None
+
+
+def resolve_model(spec: str | None = None, *, fetch_default: bool = True) -> Path:
+    """The GGUF path for `spec` (a path or a registered name) or the default."""
+    reg = Registry.load()
+    for candidate in (spec, config_model(), reg.default):
+        if not candidate:
+            continue
+        if candidate in reg.entries:
+            path = Path(reg.entries[candidate].path)
+            if not path.exists():
+                raise UserError(f"model {candidate!r} is registered but {path} is missing; "
+                                f"run `edgeagent models rm {candidate}` and add it again")
+            return path
+        path = Path(candidate).expanduser()
+        if path.suffix == ".gguf" or path.exists() or os.sep in candidate:
+            if not path.exists():
+                raise UserError(f"model file not found: {path}")
+            return path
+        raise UserError(f"unknown model {candidate!r}; see `edgeagent models list`")
+    if not fetch_default:
+        raise UserError("no model configured; run `edgeagent models pull` or `models add`")
+    from edgeagent.models.default import ensure_default_model
+
+    return ensure_default_model()
