@@ -65,6 +65,9 @@ def _last_error() -> str:
     with _log_lock:
         lines = [ln.strip() for ln in _log_lines if ln.strip()]
     for line in reversed(lines):
+        if "error loading model: " in line:
+            return line.split("error loading model: ", 1)[1]
+    for line in reversed(lines):
         low = line.lower()
         if "error" in low or "failed" in low or "unknown" in low or "invalid" in low:
             return line.split(": ", 1)[-1] if line.startswith("llama_") else line

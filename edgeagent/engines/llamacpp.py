@@ -404,7 +404,8 @@ def _quant_name(file_type: str | None, path: Path) -> str:
         try:
             import gguf
 
-            return gguf.LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_")
+            name = gguf.LlamaFileType(int(file_type)).name
+            return name.removeprefix("MOSTLY_").removeprefix("ALL_")
         except (ImportError, ValueError):
             pass
     stem = path.stem.upper()

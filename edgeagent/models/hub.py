@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -146,9 +147,10 @@ def _download(client: httpx.Client, url: str, part: Path, expected: str | None,
                 have = 0
             length = resp.headers.get("content-length")
             total = have + int(length) if length and length.isdigit() else None
-            with part.open(mode) as out, _progress(show_progress, part.name, total) as advance:
+            label = url.rsplit("/", 1)[-1]
+            with part.open(mode) as out, _progress(show_progress, label, total) as advance:
                 advance(have)
-                for chunk in resp.iter_bytes(1 << 20):
+                for chunk in resp.iter_bytes():
                     out.write(chunk)
                     advance(len(chunk))
     except httpx.TransportError as exc:
@@ -163,13 +165,13 @@ class _progress:
 
     def __init__(self, enabled: bool, label: str, total: int | None) -> None:
         self.enabled = enabled
-        self.label = label.removesuffix(".part")
+        self.label = label
         self.total = total
         self._bar: Any = None
         self._task: Any = None
 
     def __enter__(self) -> Any:
-        if not self.enabled:
+        if not self.enabled or not sys.stderr.isatty():
             return lambda n: None
         from rich.console import Console
         from rich.progress import (

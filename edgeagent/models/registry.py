@@ -68,7 +68,7 @@ def read_gguf_info(path: Path) -> dict[str, Any]:
     quant = "unknown"
     if isinstance(file_type, int):
         with contextlib.suppress(ValueError):
-            quant = gguf.LlamaFileType(file_type).name.removeprefix("MOSTLY_")
+            quant = gguf.LlamaFileType(file_type).name.removeprefix("MOSTLY_").removeprefix("ALL_")
     return {"architecture": str(arch), "quant": quant, "name": field("general.name")}
 
 

@@ -1,0 +1,149 @@
+"""`edgeagent wiki build|list|search|rm|starter`: manage local Wikipedia indexes.
+
+Top-level imports stay light (argparse only); Tantivy, rich and the builders
+are imported inside the handlers. Bad input raises `UserError` (one line,
+non-zero exit, no traceback).
+
+Not covered: the `web_search` tool wiring (agent/tools) and benchmarks (`bench wiki`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    """Add the `wiki` command group to the top-level subparsers action."""
+    wiki = sub.add_parser("wiki", help="build, list, search and remove local Wikipedia indexes",
+                          description="Local Wikipedia indexes (Tantivy BM25).")
+    cmds = wiki.add_subparsers(dest="wiki_command", metavar="SUBCOMMAND")
+
+    build = cmds.add_parser(
+        "build", help="build an index from a JSONL(.gz), DPR TSV or MediaWiki .xml.bz2 file",
+        description="Build index NAME from SOURCE into a temp folder, then swap it in "
+        "atomically (an interrupted build leaves the previous index as it was).")
+    build.add_argument("name", metavar="NAME")
+    build.add_argument("--from", dest="source", required=True, metavar="SOURCE", type=Path,
+                       help="JSONL(.gz/.bz2) {title,text} or {id,contents}; DPR TSV; "
+                       "MediaWiki XML dump (.xml/.xml.bz2)")
+    build.add_argument("--format", default="auto",
+                       choices=("auto", "jsonl", "dpr-tsv", "mediawiki"),
+                       help="source format (default: from the file name and contents)")
+    build.add_argument("--limit", type=int, default=None, metavar="N",
+                       help="index at most N passages")
+    build.add_argument("--no-split", action="store_true",
+                       help="JSONL {title,text} records are already passages: keep each whole")
+    build.add_argument("--force", action="store_true", help="replace an existing index NAME")
+    build.add_argument("--threads", type=int, default=None, metavar="N",
+                       help="index writer threads (default: CPUs, at most 4)")
+    build.add_argument("--attribution", default="", help="attribution text shown by `wiki list`")
+    build.add_argument("--license", default="", help="license of the source text")
+    build.set_defaults(handler=_build)
+
+    lst = cmds.add_parser("list", help="list indexes with their size, source and attribution")
+    lst.add_argument("--json", action="store_true", help="print JSON")
+    lst.set_defaults(handler=_list)
+
+    search = cmds.add_parser("search", help="search an index")
+    search.add_argument("name", metavar="NAME")
+    search.add_argument("query", metavar="QUERY", nargs="+")
+    search.add_argument("-k", type=int, default=3, help="number of passages (default 3)")
+    out = search.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print JSON")
+    out.add_argument("--tool", action="store_true",
+                     help="print exactly what the agent's web_search tool returns")
+    search.set_defaults(handler=_search)
+
+    rm = cmds.add_parser("rm", help="remove an index")
+    rm.add_argument("name", metavar="NAME")
+    rm.set_defaults(handler=_rm)
+
+    starter = cmds.add_parser(
+        "starter", help="build (or with --force refresh) the starter index of 10k vital articles")
+    starter.add_argument("--force", action="store_true", help="rebuild even if it exists")
+    starter.set_defaults(handler=_starter)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from edgeagent.wiki.build import build_from_file
+    from edgeagent.wiki.progress import rich_progress
+
+    with rich_progress(f"wiki {args.name}") as progress:
+        meta = build_from_file(
+            args.name, args.source, fmt=args.format, limit=args.limit, split=not args.no_split,
+            force=args.force, attribution=args.attribution, license=args.license,
+            threads=args.threads, progress=progress,
+        )
+    rate = meta.passages / meta.build_seconds if meta.build_seconds else 0.0
+    print(f"built wiki index {meta.name!r}: {meta.passages:,} passages ({meta.format}) "
+          f"in {meta.build_seconds:.1f} s, {rate:,.0f} passages/s")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from edgeagent.locations import wiki_dir
+    from edgeagent.wiki.store import list_indexes
+
+    metas = list_indexes()
+    if args.json:
+        print(json.dumps([asdict(m) for m in metas], ensure_ascii=False, indent=2))
+        return 0
+    if not metas:
+        print(f"no wiki indexes in {wiki_dir()}; run `edgeagent wiki starter` or "
+              "`edgeagent wiki build NAME --from FILE`")
+        return 0
+    for m in metas:
+        print(f"{m.name}\t{m.passages:,} passages\t{m.profile}\t{m.created}\t{m.source}")
+        if m.attribution or m.license:
+            print(f"    {m.attribution}" + (f" [{m.license}]" if m.license else ""))
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from edgeagent.errors import UserError
+    from edgeagent.wiki.index import WikiIndex
+    from edgeagent.wiki.tool import format_web_search
+
+    if args.k <= 0:
+        raise UserError("-k must be a positive number")
+    query = " ".join(args.query)
+    hits = WikiIndex.open(args.name).search(query, args.k)
+    if args.json:
+        print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=2))
+    elif args.tool:
+        print(format_web_search(hits))
+    elif not hits:
+        print("no passages found", file=sys.stderr)
+        return 1
+    else:
+        for i, h in enumerate(hits, 1):
+            print(f"{i}. {h.title}  (score {h.score:.2f}, {h.doc_id})\n   {h.text}\n")
+    return 0
+
+
+def _rm(args: argparse.Namespace) -> int:
+    from edgeagent.wiki.store import remove_index
+
+    remove_index(args.name)
+    print(f"removed wiki index {args.name!r}")
+    return 0
+
+
+def _starter(args: argparse.Namespace) -> int:
+    from edgeagent.wiki.progress import rich_progress
+    from edgeagent.wiki.starter import STARTER_NAME, ensure_starter_index
+    from edgeagent.wiki.store import read_meta
+
+    with rich_progress("wiki starter") as progress:
+        ensure_starter_index(progress, force=args.force)
+    meta = read_meta(STARTER_NAME)
+    if meta is not None:
+        print(f"wiki index {STARTER_NAME!r} ready: {meta.passages:,} passages\n"
+              f"    {meta.attribution}")
+    return 0

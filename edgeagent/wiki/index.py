@@ -1,0 +1,94 @@
+"""Open a wiki index and search it: `WikiIndex.open(name).search(query, k)`.
+
+`search` never raises for any query text: Tantivy syntax is plain text here,
+an empty or stop-word-only query returns `[]`, a 10 KB query is capped (see
+`schema`). Scores are BM25 (plus the entity-match boost in the `entity`
+profile); higher is better, not comparable across indexes.
+
+Not covered: filters, pagination, highlighting.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgeagent.errors import UserError
+from edgeagent.wiki import store
+from edgeagent.wiki.passages import Passage
+from edgeagent.wiki.schema import DEFAULT_RANKING, Analysis, Ranking, build_query
+
+if TYPE_CHECKING:
+    import tantivy
+
+    from edgeagent.wiki.store import IndexMeta
+
+
+class WikiIndex:
+    """A read-only, thread-safe handle on one built index."""
+
+    def __init__(self, path: Path, meta: IndexMeta, ranking: Ranking = DEFAULT_RANKING) -> None:
+        import tantivy
+
+        self.path = path
+        self.meta = meta
+        self.ranking = ranking
+        self.analysis = Analysis(meta.profile)
+        try:
+            self._index = tantivy.Index.open(str(path))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot open wiki index {meta.name!r} at {path}: {exc}") from None
+        self.analysis.register(self._index)
+        self._schema = self._index.schema
+        self._searcher: tantivy.Searcher = self._index.searcher()
+
+    @classmethod
+    def open(
+        cls, name: str, *, root: Path | None = None, ranking: Ranking = DEFAULT_RANKING
+    ) -> WikiIndex:
+        """The live index called `name` (`UserError` when there is none)."""
+        meta, path = store.live_path(name, root)
+        return cls(path, meta, ranking)
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    def __len__(self) -> int:
+        return int(self._searcher.num_docs)
+
+    def search(self, query: str, k: int = 3) -> list[Passage]:
+        """The `k` best passages for `query`, best first (never raises on query text)."""
+        if k <= 0 or not isinstance(query, str):
+            return []
+        q = build_query(self.analysis, self._schema, query, self.ranking)
+        if q is None:
+            return []
+        dedupe = self.analysis.profile == "entity" and self.ranking.one_per_title
+        fetch = k * self.ranking.overfetch if dedupe else k
+        while True:
+            hits = self._searcher.search(q, limit=fetch, count=False).hits
+            out = self._collect(hits, k, dedupe)
+            # Rare: many passages of a few articles filled the window; widen it once.
+            if len(out) >= k or len(hits) < fetch or fetch >= k * 32:
+                return out
+            fetch = k * 32
+
+    def _collect(self, hits: list[tuple[float, tantivy.DocAddress]], k: int,
+                 dedupe: bool) -> list[Passage]:
+        out: list[Passage] = []
+        seen: set[str] = set()
+        for score, address in hits:
+            doc = self._searcher.doc(address)
+            title = str(doc.get_first("title") or "")
+            if dedupe:
+                if title in seen:
+                    continue
+                seen.add(title)
+            texts = doc.get_all("text")
+            text = str(texts[-1]) if texts else ""
+            out.append(Passage(title=title, text=text, score=float(score),
+                               doc_id=str(doc.get_first("doc_id") or "")))
+            if len(out) >= k:
+                break
+        return out

