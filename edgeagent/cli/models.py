@@ -15,6 +15,7 @@ def register(sub: Any) -> None:
 
     p = msub.add_parser("list", help="registered models")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--paths", action="store_true", help="print name and path, one model a line")
     p.set_defaults(handler=_list)
 
     p = msub.add_parser("add", help="register a GGUF file")
@@ -66,16 +67,21 @@ def _list(args: argparse.Namespace) -> int:
     if not reg.entries:
         print("no models registered; run `edgeagent models fetch-default` or `models add PATH`")
         return 0
+    if args.paths:
+        for e in reg.entries.values():
+            print(f"{e.name}\t{e.path}")
+        return 0
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(header_style="bold")
-    for col in ("", "name", "arch", "quant", "size", "source", "path"):
-        table.add_column(col)
+    table = Table(header_style="bold", caption="* default")
+    for col in ("", "name", "arch", "quant", "size", "source"):
+        table.add_column(col, no_wrap=col == "name")
     for e in reg.entries.values():
-        missing = "" if Path(e.path).exists() else " (missing!)"
-        table.add_row("*" if e.name == reg.default else "", e.name, e.architecture, e.quant,
-                      _human(e.size_bytes), e.source, e.path + missing)
+        missing = "" if Path(e.path).exists() else "missing! "
+        row = ["*" if e.name == reg.default else "", e.name, e.architecture, e.quant,
+               _human(e.size_bytes), missing + e.source]
+        table.add_row(*row)
     Console().print(table)
     return 0
 
