@@ -1,0 +1,156 @@
+"""`edgeagent bench sag`: one agent step with 8 votes vs a greedy step.
+
+A fixed 3-step task: the greedy pass runs the real agent step (`Agent._step`:
+generate, parse, run in the sandbox) three times, going on after a final answer
+so there are always 3 steps, and its turns become the script. The SAG pass
+(8 candidates in ONE batched call, temperature 0.4, top-p 0.8, 8 sandbox forks,
+vote, commit) and the sequential pass (the same, but 8 separate `generate`
+calls) then step through the same 3 prompts. Each pass starts from an empty KV
+cache, so step 1 pays the system prompt's prefill in all three.
+
+Keys: `greedy_step_s`, `sag8_step_s`, `sequential8_step_s` (mean wall seconds
+per step), `sag8_vs_greedy` (target ≤ 2.5), and per greedy step
+`prompt_tokens_evaluated_per_step` (what the engine evaluated) vs
+`prompt_tokens_new_per_step` (tokens of the prompt not in the previous prompt
+followed by the chosen output: what prefix reuse should limit evaluation to).
+`web_search` answers from three fixed passages, so no index is needed.
+
+Not covered: answer quality; the HTTP engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from edgeagent.engines.base import Completion, Message
+
+QUESTION = (
+    "How many years passed between the founding of the city where the Eiffel Tower "
+    "stands and the year the tower was completed?"
+)
+PASSAGES = [
+    ("Eiffel Tower", "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in "
+     "Paris, France. It was constructed from 1887 to 1889 as the centrepiece of the 1889 "
+     "World's Fair."),
+    ("Paris", "Paris is the capital and largest city of France. The city was founded as the "
+     "Gallic settlement of Lutetia around 250 BC by the Parisii tribe."),
+    ("Lutetia", "Lutetia was a Gallo-Roman town, the forerunner of Paris, conquered by the "
+     "Romans in 52 BC."),
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--votes", type=int, default=8, help="candidates per SAG step (8)")
+    parser.add_argument("--max-tokens", type=int, default=256, help="tokens per action (256)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _search(query: str, k: int) -> list[Any]:
+    from edgeagent.wiki.passages import Passage
+
+    return [Passage(title=t, text=x, score=10.0 - i, doc_id=str(i))
+            for i, (t, x) in enumerate(PASSAGES)][:k]
+
+
+class _Sequential:
+    """An engine whose `n > 1` is n separate one-sample calls (the baseline)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.name = engine.name
+
+    def generate(self, messages: Sequence[Message] | str, *, n: int = 1,
+                 seed: int | None = None, on_token: Any = None, **kw: Any) -> list[Completion]:
+        out: list[Completion] = []
+        for i in range(n):
+            s = None if seed is None else seed + i
+            out.extend(self.engine.generate(messages, n=1, seed=s, **kw))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _pass(engine: Any, votes: int, args: argparse.Namespace,
+          script: list[tuple[str, str]] | None) -> tuple[list[float], list[Any], list[Any]]:
+    """Three steps; with `script`, the chat follows it instead of the step's own choice."""
+    from edgeagent.agent.loop import Agent, AgentConfig, _SearchLog
+    from edgeagent.agent.parse import assistant_turn
+    from edgeagent.agent.trajectory import Trajectory
+    from edgeagent.tools import CodeSandbox
+
+    cfg = AgentConfig(votes=votes, max_tokens=args.max_tokens, seed=args.seed)
+    agent = Agent(engine, search=_search, config=cfg)
+    log = _SearchLog(_search, 3)
+    traj = Trajectory(id="bench", question=QUESTION, model="", engine="", prompt_version="")
+    traj.tokens = {"prompt": 0, "completion": 0, "prompt_evaluated": 0}
+    messages = agent.initial_messages(QUESTION)
+    times, steps, prompts = [], [], []
+    reset = getattr(engine, "reset", None) or engine.engine.reset
+    reset()
+    with CodeSandbox(tools={"web_search": log}) as box:
+        box.run("None")  # the worker is warm before timing, as in a session
+        for k in range(1, 4):
+            prompts.append(list(messages))
+            t = time.perf_counter()
+            step = agent._step(box, messages, k, None, traj, log)
+            times.append(time.perf_counter() - t)
+            assert step is not None
+            steps.append(step)
+            text, obs = script[k - 1] if script else (step.text, step.observation)
+            messages += [{"role": "assistant", "content": assistant_turn(text)},
+                         {"role": "user", "content": obs}]
+    return times, steps, prompts
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from edgeagent.engines.llamacpp import LlamaCppEngine
+    from edgeagent.models.registry import resolve_model
+
+    path = resolve_model(getattr(args, "model", None))
+    with LlamaCppEngine(path, n_ctx=4096, n_threads=args.threads,
+                        max_parallel=max(8, args.votes)) as engine:
+        greedy_t, greedy_steps, prompts = _pass(engine, 1, args, None)
+        script = [(s.text, s.observation) for s in greedy_steps]
+        sag_t, sag_steps, _ = _pass(engine, args.votes, args, script)
+        seq_t, _, _ = _pass(_Sequential(engine), args.votes, args, script)
+        new_tokens = []
+        seen: list[int] = []
+        for k, p in enumerate(prompts):
+            tokens = engine.tokenize(engine.render(p))
+            new_tokens.append(len(tokens) - _lcp(tokens, seen))
+            seen = engine.tokenize(engine.render(p) + greedy_steps[k].text)
+        info = engine.info()
+    greedy = sum(greedy_t) / 3
+    sag = sum(sag_t) / 3
+    seq = sum(seq_t) / 3
+    return {
+        "model": info["name"], "quant": info["quant"], "threads": info["n_threads"],
+        "votes": args.votes, "max_tokens": args.max_tokens,
+        "greedy_step_s": round(greedy, 4),
+        "sag8_step_s": round(sag, 4),
+        "sequential8_step_s": round(seq, 4),
+        "sag8_vs_greedy": round(sag / greedy, 3),
+        "sequential8_vs_greedy": round(seq / greedy, 3),
+        "prompt_tokens_evaluated_per_step": [
+            int(s.timings["prompt_tokens_evaluated"]) for s in greedy_steps],
+        "prompt_tokens_new_per_step": new_tokens,
+        "greedy_steps_s": [round(t, 3) for t in greedy_t],
+        "sag8_steps_s": [round(t, 3) for t in sag_t],
+        "sequential8_steps_s": [round(t, 3) for t in seq_t],
+        "sag8_generate_s_per_step": [s.timings["generate_s"] for s in sag_steps],
+        "greedy_generate_s_per_step": [s.timings["generate_s"] for s in greedy_steps],
+        "sag8_agree": [max((len(v) for v in (s.votes or {}).values()), default=0)
+                       for s in sag_steps],
+    }
