@@ -1,0 +1,273 @@
+"""`edgeagent distill …`: trajectories to training data to a LoRA student.
+
+    distill gold   --data gsm8k_train.jsonl --out traj.jsonl [--limit N]
+    distill import RELEASED.jsonl --out traj.jsonl [--dataset NAME]
+    distill filter traj.jsonl --out kept.jsonl [--judge URL]
+    distill render kept.jsonl --model DIR [--show] [--index I]   (alias: inspect)
+    distill train  --model DIR --data kept.jsonl --out lora/ [--epochs …]
+    distill merge  --base DIR --adapter lora/ --out merged/
+
+Top-level imports stay light (argparse only; `edgeagent --help` imports this
+module): `trainer`, torch, transformers and peft are imported by the handlers.
+`gold`, `import` and `filter` need no torch; `render` needs transformers;
+`train` and `merge` need the `train` extra.
+
+Not here yet: `distill generate` (teacher runs through the agent loop) and
+`distill run` (the whole pipeline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from edgeagent.errors import UserError
+
+
+def register(sub: Any) -> None:
+    """Add the `distill` group to the top-level subparsers."""
+    group = sub.add_parser(
+        "distill",
+        help="make training data from trajectories and train a LoRA student",
+        description="Build, import and filter agent trajectories, render them as SFT data, "
+        "train a LoRA student and merge it.",
+    )
+    cmds = group.add_subparsers(dest="distill_command", metavar="SUBCOMMAND")
+
+    g = cmds.add_parser(
+        "gold", help="trajectories from GSM8K calculator annotations (no teacher needed)",
+        description="Turn GSM8K solutions' <<a*b=c>> calculator annotations into "
+        "Thought/Code trajectories ending in final_answer, marked model: gold-annotations.")
+    g.add_argument("--data", type=Path, required=True, help="GSM8K-format JSONL "
+                   "({question, answer ending in '#### N'}) or a benchmark JSON file")
+    g.add_argument("--out", "-o", type=Path, required=True, help="trajectory JSONL to write")
+    g.add_argument("--limit", type=int, help="only the first N questions")
+    g.set_defaults(handler=_cmd_gold)
+
+    i = cmds.add_parser(
+        "import", help="import the paper's released trajectories (smolagents log_data)",
+        description="Read released trajectory entries (JSONL or a JSON list of "
+        "{question, generated_answer, true_answer, log_data}) into our trajectory schema.")
+    i.add_argument("src", metavar="FILE", type=Path, help="released trajectories")
+    i.add_argument("--out", "-o", type=Path, required=True, help="trajectory JSONL to write")
+    i.add_argument("--dataset", help="dataset name to record (decides math vs QA scoring)")
+    i.add_argument("--keep-system", action="store_true",
+                   help="keep the teacher's system prompt (default: the student's short one)")
+    i.set_defaults(handler=_cmd_import)
+
+    f = cmds.add_parser(
+        "filter", help="keep correct trajectories without parse errors",
+        description="Score each trajectory (math: symbolic equivalence of \\boxed{} answers; "
+        "QA: exact match, or an LLM judge) and keep the correct ones without parse errors "
+        "or step-limit fallbacks; execution errors stay. Prints counts per drop reason.")
+    f.add_argument("src", metavar="IN", type=Path, help="trajectory JSONL")
+    f.add_argument("--out", "-o", type=Path, required=True, help="kept trajectories (JSONL)")
+    f.add_argument("--judge", metavar="URL",
+                   help="OpenAI-compatible endpoint judging factual answers (paper's prompt)")
+    f.add_argument("--judge-model", metavar="NAME", help="model name to ask the judge server for")
+    f.set_defaults(handler=_cmd_filter)
+
+    r = cmds.add_parser(
+        "render", aliases=["inspect"], help="show the SFT tokens: which are trained",
+        description="Render trajectories with the student's chat template into token ids "
+        "and labels; print counts, or with --show a coloured dump (trained tokens green).")
+    r.add_argument("src", metavar="IN", type=Path, help="trajectory JSONL")
+    r.add_argument("--model", required=True, help="student model (dir, .gguf, or Hub id)")
+    r.add_argument("--max-len", type=int, default=10240, help="token limit (default 10240)")
+    r.add_argument("--show", action="store_true", help="print the token dump")
+    r.add_argument("--index", type=int, default=0, help="which record to show (default 0)")
+    r.add_argument("--no-color", action="store_true",
+                   help="mark trained text with ⟦…⟧ instead of colour")
+    r.set_defaults(handler=_cmd_render)
+
+    t = cmds.add_parser(
+        "train", help="LoRA SFT of a student on trajectories",
+        description="LoRA fine-tuning (peft) on the assistant turns of trajectory records. "
+        "Defaults are the paper's: r 64, alpha 128, lr 2e-4, 2 epochs, effective batch 8.")
+    t.add_argument("--model", required=True, help="base: HF dir, .gguf, or Hub id")
+    t.add_argument("--data", type=Path, required=True, help="trajectory JSONL (filtered)")
+    t.add_argument("--out", "-o", type=Path, required=True, help="adapter directory")
+    t.add_argument("--epochs", type=float, default=2.0)
+    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--rank", type=int, default=64)
+    t.add_argument("--alpha", type=int, default=128)
+    t.add_argument("--dropout", type=float, default=0.05)
+    t.add_argument("--batch-size", type=int, default=1)
+    t.add_argument("--grad-accum", type=int, default=8)
+    t.add_argument("--max-len", type=int, default=10240)
+    t.add_argument("--limit", type=int, help="only the first N records")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(handler=_cmd_train)
+
+    m = cmds.add_parser(
+        "merge", help="merge a LoRA adapter into its base (safetensors)",
+        description="Fold the adapter into the base weights and save a plain safetensors "
+        "model with tokenizer and chat template, ready for `edgeagent convert gguf`.")
+    m.add_argument("--base", required=True, help="base model: HF dir, .gguf, or Hub id")
+    m.add_argument("--adapter", type=Path, required=True, help="adapter directory")
+    m.add_argument("--out", "-o", type=Path, required=True, help="output directory")
+    m.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
+                   help="weight dtype of the merged model (default: the base's)")
+    m.set_defaults(handler=_cmd_merge)
+
+
+def _need_train_extra() -> None:
+    try:
+        import peft  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise UserError(f"this command needs the train extra ({exc.name} is missing): "
+                        "pip install 'edgeagent[train]'") from None
+
+
+def _read_examples(path: Path) -> list[dict[str, Any]]:
+    try:
+        text = path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    if text.lstrip().startswith("{") and '"examples"' in text[:2000] and "\n{" not in text[:2]:
+        try:
+            data = json.loads(text)
+            return list(data["examples"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            pass
+    out = []
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}:{number}: not a JSON line ({exc.msg})") from None
+    return out
+
+
+def _write(out: Path, records: list[Any]) -> None:
+    import os
+
+    from edgeagent.agent.trajectory import append_records
+
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    append_records(tmp, records)
+    os.replace(tmp, out)
+
+
+def _cmd_gold(args: argparse.Namespace) -> int:
+    from trainer.gold import GoldError, gold_trajectory
+
+    examples = _read_examples(args.data)
+    if args.limit is not None:
+        examples = examples[: args.limit]
+    if not examples:
+        raise UserError(f"{args.data} holds no examples")
+    stem = args.data.name.split(".")[0]
+    records, skipped = [], []
+    for n, ex in enumerate(examples):
+        try:
+            records.append(gold_trajectory(ex, task_id=str(ex.get("id") or f"{stem}:{n}"),
+                                           dataset="gsm8k"))
+        except GoldError as exc:
+            skipped.append(f"{stem}:{n}: {exc}")
+    if not records:
+        raise UserError(f"no gold trajectories from {args.data} (first problem: {skipped[0]})")
+    _write(args.out, records)
+    print(f"wrote {len(records)} gold trajectories to {args.out}; skipped {len(skipped)}")
+    for line in skipped[:5]:
+        print(f"  skipped {line}")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from trainer.importer import import_log_data
+
+    records, empty = import_log_data(args.src, dataset=args.dataset,
+                                     keep_system=args.keep_system)
+    if not records:
+        raise UserError(f"{args.src} holds no trajectories with log_data")
+    _write(args.out, records)
+    print(f"imported {len(records)} trajectories to {args.out}; "
+          f"skipped {empty} entries without log_data")
+    return 0
+
+
+def _cmd_filter(args: argparse.Namespace) -> int:
+    from trainer.filter import filter_file
+
+    if not args.src.exists():
+        raise UserError(f"no such file: {args.src}")
+    judge = None
+    if args.judge:
+        from edgeagent.scoring.judge import LLMJudge
+
+        judge = LLMJudge.from_url(args.judge, model=args.judge_model)
+    try:
+        report = filter_file(args.src, args.out, judge)
+    finally:
+        if judge is not None:
+            judge.close()
+    for line in report.lines():
+        print(line)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from edgeagent.agent.trajectory import read_records
+    from trainer.hf import load_tokenizer
+    from trainer.render import render_messages, summary, visualize
+
+    records = read_records(args.src)
+    if not records:
+        raise UserError(f"{args.src} holds no trajectories")
+    tokenizer = load_tokenizer(args.model)
+    if args.show:
+        if not 0 <= args.index < len(records):
+            raise UserError(f"--index must be in 0..{len(records) - 1}")
+        rec = records[args.index]
+        r = render_messages(tokenizer, rec.messages, max_len=args.max_len, example_id=rec.id)
+        print(visualize(tokenizer, r, color=not args.no_color and sys.stdout.isatty()))
+        print(f"\n{rec.id}: {len(r.input_ids)} tokens, {r.n_trained} trained"
+              + (" (truncated)" if r.truncated else ""))
+        return 0
+    rendered = [render_messages(tokenizer, rec.messages, max_len=args.max_len, example_id=rec.id)
+                for rec in records]
+    s = summary(rendered)
+    print(f"{s['examples']} examples, {s['tokens']} tokens, {s['trained_tokens']} trained "
+          f"({100 * s['trained_tokens'] / max(1, s['tokens']):.1f}%), {s['truncated']} truncated")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    _need_train_extra()
+    from trainer.train import TrainConfig, train
+
+    cfg = TrainConfig(model=args.model, data=args.data, out=args.out, epochs=args.epochs,
+                      lr=args.lr, rank=args.rank, alpha=args.alpha, dropout=args.dropout,
+                      batch_size=args.batch_size, grad_accum=args.grad_accum,
+                      max_len=args.max_len, limit=args.limit, seed=args.seed)
+
+    def on_step(e: dict[str, Any]) -> None:
+        print(f"\rstep {e['step']}/{e['of']}  loss {e['loss']:.4f}  lr {e['lr']:.2e}  "
+              f"{e['tokens_per_s']:.0f} tok/s", end="", file=sys.stderr, flush=True)
+
+    result = train(cfg, on_step=on_step)
+    print(file=sys.stderr)
+    print(f"trained {result.steps} steps on {result.examples} examples: loss "
+          f"{result.first_loss:.4f} -> {result.last_loss:.4f}, {result.tokens} tokens "
+          f"({result.trained_tokens} trained) in {result.seconds:.1f} s = "
+          f"{result.tokens_per_s:.0f} tokens/s; adapter in {args.out}")
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    _need_train_extra()
+    from trainer.merge import merge
+
+    result = merge(args.base, args.adapter, args.out, dtype=args.dtype)
+    print(f"merged {result.parameters:,} parameters ({result.dtype}) into {result.path}")
+    return 0

@@ -1,0 +1,1 @@
+"""Screens over the chat: first run, problems, dialogs, logs."""

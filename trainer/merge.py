@@ -1,0 +1,72 @@
+"""`distill merge`: fold a LoRA adapter into its base and save a plain model.
+
+Writes `out/` with `model.safetensors` (+ `config.json`, generation config),
+the tokenizer and chat template (the adapter's copy when it has one, else the
+base's): a directory that `edgeagent convert gguf` takes as is. The merged
+weights keep the base's dtype (fp32 on CPU, or `dtype="float16"|"bfloat16"`).
+A 4- or 8-bit base is refused (merging into quantized weights loses the
+adapter); a GGUF base is dequantized by transformers and saved unquantized.
+An adapter that does not fit the base (other architecture or sizes) is a
+`UserError` naming both. The output appears atomically (temp dir, rename).
+
+Not covered: merging several adapters (linear / TIES), pushing to the Hub.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeagent.errors import UserError
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+@dataclass
+class MergeResult:
+    path: Path
+    parameters: int
+    dtype: str
+
+
+def merge(base: str, adapter: Path, out: Path, *, dtype: str | None = None) -> MergeResult:
+    import torch
+    from peft import PeftModel
+
+    from trainer.hf import load_model, load_tokenizer, quantized_bits, strip_quantizer
+
+    if not (adapter / "adapter_config.json").exists():
+        raise UserError(f"{adapter} is not a LoRA adapter (no adapter_config.json)")
+    if dtype is not None and dtype not in DTYPES:
+        raise UserError(f"--dtype must be one of {', '.join(DTYPES)}")
+    torch_dtype = getattr(torch, dtype) if dtype else None
+    model = load_model(base, dtype=torch_dtype, device="cpu")
+    bits = quantized_bits(model)
+    if bits is not None:
+        raise UserError(f"the base is {bits}-bit quantized: merging into quantized weights "
+                        "would lose the adapter; load a fp16/bf16/fp32 base")
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(adapter))
+    except (RuntimeError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0][:200]
+        raise UserError(f"the adapter {adapter} does not fit the base {base}: {first}") from None
+    merged: Any = peft_model.merge_and_unload()
+    strip_quantizer(merged)
+    tok_src = str(adapter) if (adapter / "tokenizer_config.json").exists() else base
+    tokenizer = load_tokenizer(tok_src)
+    out = out.expanduser()
+    tmp = out.with_name(out.name + ".tmp-merge")
+    shutil.rmtree(tmp, ignore_errors=True)
+    merged.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "merge_info.json").write_text(json.dumps(
+        {"base": str(base), "adapter": str(adapter)}, indent=2), encoding="utf-8")
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    n = sum(p.numel() for p in merged.parameters())
+    return MergeResult(out, n, str(next(merged.parameters()).dtype).removeprefix("torch."))
