@@ -1,5 +1,7 @@
 """`edgeagent distill …`: trajectories to training data to a LoRA student.
 
+    distill generate --teacher URL|GGUF|gold --data FILE --out traj.jsonl [--ftp] [--workers K]
+    distill run    CONFIG.toml [--dry-run]   (generate → filter → train → merge → convert)
     distill gold   --data gsm8k_train.jsonl --out traj.jsonl [--limit N]
     distill import RELEASED.jsonl --out traj.jsonl [--dataset NAME]
     distill filter traj.jsonl --out kept.jsonl [--judge URL]
@@ -10,10 +12,7 @@
 Top-level imports stay light (argparse only; `edgeagent --help` imports this
 module): `trainer`, torch, transformers and peft are imported by the handlers.
 `gold`, `import` and `filter` need no torch; `render` needs transformers;
-`train` and `merge` need the `train` extra.
-
-Not here yet: `distill generate` (teacher runs through the agent loop) and
-`distill run` (the whole pipeline).
+`train` and `merge` need the `train` extra; `generate` needs no torch.
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ def register(sub: Any) -> None:
         "train a LoRA student and merge it.",
     )
     cmds = group.add_subparsers(dest="distill_command", metavar="SUBCOMMAND")
+    _register_generate(cmds)
 
     g = cmds.add_parser(
         "gold", help="trajectories from GSM8K calculator annotations (no teacher needed)",
@@ -112,6 +112,60 @@ def register(sub: Any) -> None:
     m.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
                    help="weight dtype of the merged model (default: the base's)")
     m.set_defaults(handler=_cmd_merge)
+
+    run = cmds.add_parser(
+        "run", help="the whole pipeline from one TOML file",
+        description="generate → filter → train → merge → convert gguf → quantize, each "
+        "stage the edgeagent command itself, outputs in one folder; a stage whose output "
+        "exists is skipped (generate resumes). See trainer/run.py for the file format.")
+    run.add_argument("config", metavar="CONFIG", type=Path, help="pipeline config (TOML)")
+    run.add_argument("--dry-run", action="store_true", help="print the commands only")
+    run.set_defaults(handler=_cmd_run)
+
+
+def _register_generate(cmds: Any) -> None:
+    g = cmds.add_parser(
+        "generate", help="teacher trajectories: one greedy agent run per question",
+        description="Run the agent loop with the long teacher prompt, greedy, once per "
+        "question of a benchmark file, and append each trajectory to --out as it finishes "
+        "(ids already there are skipped: rerun to resume). --ftp first asks the teacher "
+        "for a chain-of-thought answer and prefills the agent's first Thought with its "
+        "first paragraph.")
+    g.add_argument("--teacher", required=True, metavar="URL|GGUF|gold",
+                   help="OpenAI-compatible server URL (vLLM, llama.cpp, hosted), a GGUF file, "
+                   "or `gold` (GSM8K calculator annotations, no model)")
+    g.add_argument("--data", type=Path, required=True,
+                   help="benchmark .json ({metadata, examples}) or .jsonl (GSM8K lines)")
+    g.add_argument("--out", "-o", type=Path, required=True,
+                   help="trajectory JSONL to append to")
+    g.add_argument("--ftp", action="store_true",
+                   help="first-thought prefix from the teacher's chain of thought")
+    g.add_argument("--workers", type=int, default=1, metavar="K",
+                   help="parallel requests to an HTTP teacher (default 1)")
+    g.add_argument("--limit", type=int, metavar="N", help="only the first N questions")
+    g.add_argument("--model-name", metavar="NAME",
+                   help="model to ask the server for and to record (default: the server's)")
+    g.add_argument("--chat-template", metavar="GGUF|FILE",
+                   help="the teacher's chat template (a GGUF, tokenizer_config.json or "
+                   "Jinja file): --ftp then prefills through /completions, which any "
+                   "server continues (needed for llama.cpp servers)")
+    g.add_argument("--wiki", default=None, metavar="NAME",
+                   help="wiki index for web_search (default: starter, built on first use)")
+    g.add_argument("--no-wiki", action="store_true", help="no web_search index")
+    g.add_argument("--dataset", metavar="NAME",
+                   help="dataset name to record (default: from the file name, e.g. gsm8k)")
+    g.add_argument("--max-steps", type=int, default=5, help="agent steps (default 5)")
+    g.add_argument("--max-tokens", type=int, default=1024,
+                   help="tokens per agent step (default 1024)")
+    g.add_argument("--cot-max-tokens", type=int, default=1024,
+                   help="tokens for the --ftp chain-of-thought paragraph (default 1024)")
+    g.add_argument("--fallback", action="store_true",
+                   help="after the last step, ask for an answer from memory (filter drops "
+                   "such trajectories, so it is off by default)")
+    g.add_argument("--retries", type=int, default=4,
+                   help="retries of a failed request before giving up (default 4)")
+    g.add_argument("--n-ctx", type=int, default=8192, help="context size of a GGUF teacher")
+    g.set_defaults(handler=_cmd_generate)
 
 
 def _need_train_extra() -> None:
@@ -271,3 +325,38 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     result = merge(args.base, args.adapter, args.out, dtype=args.dtype)
     print(f"merged {result.parameters:,} parameters ({result.dtype}) into {result.path}")
     return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from trainer.generate import GenerateConfig, generate, teacher_kind
+
+    if args.max_steps < 1 or args.max_tokens < 1 or args.cot_max_tokens < 1:
+        raise UserError("--max-steps, --max-tokens and --cot-max-tokens must be at least 1")
+    if args.retries < 0:
+        raise UserError("--retries must be 0 or more")
+    kind = teacher_kind(args.teacher)
+    if kind == "gold" and args.ftp:
+        raise UserError("--ftp needs an LLM teacher, not `gold`")
+    cfg = GenerateConfig(
+        teacher=args.teacher, data=args.data, out=args.out, ftp=args.ftp, workers=args.workers,
+        limit=args.limit, model_name=args.model_name, chat_template=args.chat_template,
+        dataset=args.dataset, max_steps=args.max_steps, max_tokens=args.max_tokens,
+        cot_max_tokens=args.cot_max_tokens, retries=args.retries, n_ctx=args.n_ctx,
+        fallback=args.fallback,
+    )
+
+    def open_search() -> Any:
+        from edgeagent.cli.ask import _search
+
+        return _search(args)
+
+    report = generate(cfg, open_search=open_search)
+    for line in report.lines():
+        print(line)
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from trainer.run import run
+
+    return run(args.config, dry_run=args.dry_run)
