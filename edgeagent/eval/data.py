@@ -1,0 +1,160 @@
+"""Benchmark files: short names, where the shared data lives, and reading examples.
+
+- `BENCHMARKS`: the paper's test subsets by short name (`hotpotqa`, `musique`,
+  `2wiki`, `math500`, `gsm-hard`, `gsm8k`, `aime`, `olymmath`) -> file under
+  `benchmarks/` of the shared data folder.
+- `data_root(explicit)`: `--data-root`, else `$EDGEAGENT_DATA`, else
+  `../shared/data` next to the repository, else `../shared/data` from the
+  current directory; a one-line `UserError` when none exists.
+- `load_benchmark(spec, root)`: a short name or any file in the same format:
+  `.json` `{"metadata", "examples": [{"id", "question", "answer", …}]}` or
+  `.jsonl` lines `{"question", "answer", "id"?}` (GSM8K: ids are line numbers).
+  Ids are made strings and unique (a repeat gets `#2`, `#3`, …).
+
+Not covered: downloading datasets, the training subsets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeagent.errors import UserError
+from edgeagent.scoring import Kind, task_kind
+
+BENCHMARKS: dict[str, str] = {
+    "hotpotqa": "test/hotpotqa_500.json",
+    "musique": "test/musique_500.json",
+    "2wiki": "test/2wikimultihopqa_500.json",
+    "math500": "test/math_500.json",
+    "gsm-hard": "test/gsm_hard_500.json",
+    "gsm8k": "test/gsm8k_1319.jsonl",
+    "aime": "test/aime_90.json",
+    "olymmath": "test/olymath_200.json",
+}
+ALIASES = {"2wikimultihopqa": "2wiki", "math": "math500", "gsm_hard": "gsm-hard",
+           "gsmhard": "gsm-hard", "olymath": "olymmath", "math-500": "math500"}
+# the paper's Table 2 column order: factual QA first, then math
+ORDER = ("hotpotqa", "musique", "2wiki", "math500", "gsm-hard", "gsm8k", "aime", "olymmath")
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    question: str
+    gold: Any
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str  # short name, or the file's stem
+    path: Path
+    kind: Kind
+    examples: list[Example]
+
+
+def _repo_default() -> Path:
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def data_root(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The shared data folder (see module docstring)."""
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.is_dir():
+            raise UserError(f"data folder not found: {path}")
+        return path
+    env = os.environ.get("EDGEAGENT_DATA")
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_dir():
+            raise UserError(f"EDGEAGENT_DATA points to a missing folder: {path}")
+        return path
+    for path in (_repo_default(), Path.cwd().parent / "shared" / "data"):
+        if path.is_dir():
+            return path
+    raise UserError("shared data not found (looked for ../shared/data); "
+                    "pass --data-root DIR or set EDGEAGENT_DATA")
+
+
+def parse_specs(text: str) -> list[str]:
+    """`"hotpotqa, gsm8k"` -> `["hotpotqa", "gsm8k"]` (aliases resolved, order kept)."""
+    out: list[str] = []
+    for part in text.split(","):
+        name = part.strip()
+        if not name:
+            continue
+        name = ALIASES.get(name.lower(), name)
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise UserError("--bench is empty; name one of " + ", ".join(BENCHMARKS))
+    return out
+
+
+def resolve_path(spec: str, root: Path | None) -> tuple[str, Path]:
+    """(name, file) for a short name or a file path."""
+    key = ALIASES.get(spec.lower(), spec.lower())
+    if key in BENCHMARKS:
+        base = root if root is not None else data_root()
+        path = base / "benchmarks" / BENCHMARKS[key]
+        if not path.is_file():
+            raise UserError(f"benchmark file missing: {path} (pass --data-root DIR)")
+        return key, path
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path.name.split(".")[0], path
+    raise UserError(f"unknown benchmark {spec!r}: not a file and not one of "
+                    + ", ".join(BENCHMARKS))
+
+
+def _read_examples(path: Path) -> list[dict[str, Any]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read benchmark {path}: {exc}") from None
+    if path.suffix == ".jsonl":
+        rows: list[dict[str, Any]] = []
+        for number, line in enumerate(text.split("\n"), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}:{number}: bad JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise UserError(f"{path}:{number}: not a JSON object")
+            row.setdefault("id", str(len(rows)))
+            rows.append(row)
+        return rows
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: bad JSON at line {exc.lineno} ({exc.msg})") from None
+    examples = data.get("examples") if isinstance(data, dict) else data
+    if not isinstance(examples, list):
+        raise UserError(f"{path}: expected {{\"examples\": [...]}}")
+    return [dict(e, id=e.get("id", i)) if isinstance(e, dict) else {}
+            for i, e in enumerate(examples)]
+
+
+def load_benchmark(spec: str, root: Path | None = None) -> Benchmark:
+    """Read one benchmark (see module docstring); `UserError` on any bad input."""
+    name, path = resolve_path(spec, root)
+    rows = _read_examples(path)
+    examples: list[Example] = []
+    seen: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        if "question" not in row or "answer" not in row:
+            raise UserError(f"{path}: example {i} lacks 'question' or 'answer'")
+        base = str(row["id"])
+        seen[base] = seen.get(base, 0) + 1
+        ex_id = base if seen[base] == 1 else f"{base}#{seen[base]}"
+        examples.append(Example(ex_id, str(row["question"]), row["answer"]))
+    if not examples:
+        raise UserError(f"benchmark {path} has no examples")
+    kind = task_kind(name, examples[0].gold)
+    return Benchmark(name, path, kind, examples)
