@@ -35,12 +35,15 @@ def _asking(*keys: str) -> Callable[[Pilot[Any]], Any]:
         await _wait(pilot, lambda: app.runner is not None)
         app.query_one("#prompt", Input).value = QUESTION
         await pilot.press("enter")
-        await _wait(pilot, lambda: app._run is None)
+        # the run must have started (and then finished) before the picture is taken
+        await _wait(pilot, lambda: app._next_run >= 1 and app._run is None)
         if keys:
             await pilot.press(*keys)
             await pilot.pause(0.2)
         # expanding blocks scrolls them into view; pin the scroll for a stable picture
         app.query_one("#chat").scroll_home(animate=False)
+        # a blinking cursor is drawn on or off depending on when the picture is taken
+        app.query_one("#prompt", Input).cursor_blink = False
         await pilot.pause(0.1)
 
     return run_before

@@ -54,7 +54,8 @@ def init_backend(verbose: bool = False) -> Any:
                 print(line, end="", file=sys.stderr, flush=True)
 
         _callback = _on_log
-        llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
+    # set every time: llama_cpp.Llama (used by bench and the server) installs its own
+    llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
     if not _backend_ready:
         llama_cpp.llama_backend_init()
         _backend_ready = True
