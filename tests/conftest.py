@@ -7,13 +7,18 @@
   before pytest runs, so tests themselves do not touch the network).
 - `tiny_gguf`: a tiny random llama GGUF with SmolLM2's tokenizer, built once.
 - `shared_data`: `../shared/data`, or a skip with the reason when absent.
+- `llama_server`: llama-cpp-python's own OpenAI-compatible server serving the
+  default model on a free loopback port (one per session).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,3 +80,33 @@ def model_copy(default_model: Path, tmp_path: Path) -> Path:
     dest = tmp_path / default_model.name
     shutil.copy(default_model, dest)
     return dest
+
+
+@pytest.fixture(scope="session")
+def llama_server(default_model: Path) -> Iterator[str]:
+    pytest.importorskip("fastapi", reason="llama_cpp.server needs the `server` extra")
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(default_model),
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--cache", "true"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("llama_cpp.server did not start")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

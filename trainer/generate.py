@@ -80,7 +80,7 @@ def dataset_name(path: Path) -> str:
     return name or "data"
 
 
-def _examples(path: Path) -> list[Any]:
+def read_examples(path: Path) -> list[Any]:
     try:
         text = path.read_text("utf-8")
     except FileNotFoundError:
@@ -126,7 +126,7 @@ def _gold(answer: Any) -> Any:
 
 def load_tasks(path: Path, *, limit: int | None = None, dataset: str | None = None) -> list[Task]:
     """The questions of a benchmark file, in file order (a `UserError` if there are none)."""
-    examples = _examples(path)
+    examples = read_examples(path)
     if limit is not None:
         examples = examples[:limit]
     stem = path.name.split(".")[0]

@@ -18,7 +18,6 @@ module): `trainer`, torch, transformers and peft are imported by the handlers.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -178,28 +177,6 @@ def _need_train_extra() -> None:
                         "pip install 'edgeagent[train]'") from None
 
 
-def _read_examples(path: Path) -> list[dict[str, Any]]:
-    try:
-        text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
-    if text.lstrip().startswith("{") and '"examples"' in text[:2000] and "\n{" not in text[:2]:
-        try:
-            data = json.loads(text)
-            return list(data["examples"])
-        except (json.JSONDecodeError, KeyError, TypeError):
-            pass
-    out = []
-    for number, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{number}: not a JSON line ({exc.msg})") from None
-    return out
-
-
 def _write(out: Path, records: list[Any]) -> None:
     import os
 
@@ -212,9 +189,10 @@ def _write(out: Path, records: list[Any]) -> None:
 
 
 def _cmd_gold(args: argparse.Namespace) -> int:
+    from trainer.generate import read_examples
     from trainer.gold import GoldError, gold_trajectory
 
-    examples = _read_examples(args.data)
+    examples = read_examples(args.data)
     if args.limit is not None:
         examples = examples[: args.limit]
     if not examples:
