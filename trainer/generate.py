@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from edgeagent.agent.trajectory import Trajectory, append_record, done_ids
 from edgeagent.engines.base import Completion, Engine, Message, TokenCallback
 from edgeagent.errors import UserError
+from edgeagent.eval.data import read_examples
 
 if TYPE_CHECKING:
     from edgeagent.agent.loop import Agent, SearchFn
@@ -78,42 +79,6 @@ def dataset_name(path: Path) -> str:
     for split in _SPLITS:
         name = re.sub(rf"_{split}$", "", name)
     return name or "data"
-
-
-def read_examples(path: Path) -> list[Any]:
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise UserError(f"no such data file: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
-    stripped = text.strip()
-    if not stripped:
-        raise UserError(f"{path} is empty")
-    if stripped.startswith(("{", "[")):  # one JSON document?
-        try:
-            data = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            if path.suffix.lower() == ".json":
-                raise UserError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); "
-                                "is the file truncated?") from None
-            data = None  # JSON Lines (a broken line is reported below)
-        if isinstance(data, dict) and "examples" in data:
-            if not isinstance(data["examples"], list):
-                raise UserError(f"{path}: `examples` is not a list")
-            return list(data["examples"])
-        if isinstance(data, list):
-            return data
-    out = []
-    for number, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{number}: not a JSON line ({exc.msg}); "
-                            "is the file truncated?") from None
-    return out
 
 
 def _gold(answer: Any) -> Any:

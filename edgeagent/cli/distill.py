@@ -189,7 +189,7 @@ def _write(out: Path, records: list[Any]) -> None:
 
 
 def _cmd_gold(args: argparse.Namespace) -> int:
-    from trainer.generate import read_examples
+    from edgeagent.eval.data import read_examples
     from trainer.gold import GoldError, gold_trajectory
 
     examples = read_examples(args.data)

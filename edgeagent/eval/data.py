@@ -111,34 +111,54 @@ def resolve_path(spec: str, root: Path | None) -> tuple[str, Path]:
                     + ", ".join(BENCHMARKS))
 
 
-def _read_examples(path: Path) -> list[dict[str, Any]]:
+def read_examples(path: Path) -> list[Any]:
+    """The records of a benchmark file: `{"examples": [...]}`, a JSON list, or JSON Lines.
+
+    Shared by `eval`, `distill generate` and `distill gold`; bad input is a one-line
+    `UserError` naming the file (and line).
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise UserError(f"no such data file: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read benchmark {path}: {exc}") from None
-    if path.suffix == ".jsonl":
-        rows: list[dict[str, Any]] = []
-        for number, line in enumerate(text.split("\n"), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{number}: bad JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{number}: not a JSON object")
-            row.setdefault("id", str(len(rows)))
-            rows.append(row)
-        return rows
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: bad JSON at line {exc.lineno} ({exc.msg})") from None
-    examples = data.get("examples") if isinstance(data, dict) else data
-    if not isinstance(examples, list):
-        raise UserError(f"{path}: expected {{\"examples\": [...]}}")
-    return [dict(e, id=e.get("id", i)) if isinstance(e, dict) else {}
-            for i, e in enumerate(examples)]
+        raise UserError(f"cannot read {path}: {exc}") from None
+    stripped = text.strip()
+    if not stripped:
+        raise UserError(f"{path} is empty")
+    if stripped.startswith(("{", "[")):  # one JSON document?
+        try:
+            data = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            if path.suffix.lower() == ".json":
+                raise UserError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); "
+                                "is the file truncated?") from None
+            data = None  # JSON Lines (a broken line is reported below)
+        if isinstance(data, dict) and "examples" in data:
+            if not isinstance(data["examples"], list):
+                raise UserError(f"{path}: `examples` is not a list")
+            return list(data["examples"])
+        if isinstance(data, list):
+            return data
+    out = []
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}:{number}: bad JSON ({exc.msg}); "
+                            "is the file truncated?") from None
+    return out
+
+
+def _read_examples(path: Path) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for i, row in enumerate(read_examples(path)):
+        if not isinstance(row, dict):
+            raise UserError(f"{path}: example {i} is not a JSON object")
+        rows.append(dict(row, id=row.get("id", i if path.suffix != ".jsonl" else str(i))))
+    return rows
 
 
 def load_benchmark(spec: str, root: Path | None = None) -> Benchmark:
