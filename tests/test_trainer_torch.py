@@ -257,3 +257,89 @@ def test_cli_train_reports_tokens_per_second(tiny_qwen2: Path, gold_records: lis
     assert main(["distill", "merge", "--base", str(wrong), "--adapter", str(tmp_path / "lora"),
                  "--out", str(tmp_path / "m")]) == 2
     assert "does not fit the base" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- speed paths, resume
+
+
+def _cfg(model: Path, data: Path, out: Path, **kw: Any) -> Any:
+    from trainer.train import TrainConfig
+
+    base: dict[str, Any] = dict(model=str(model), data=data, out=out, epochs=1, lr=3e-2,
+                                rank=4, alpha=8, dropout=0.1, batch_size=1, grad_accum=2,
+                                max_len=1024, precision="fp32")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_prefix_cache_and_kept_logits_give_the_same_first_loss(
+        tiny_qwen2: Path, gold_records: list[Any], tmp_path: Path) -> None:
+    """The first step's loss (before any update) is exact with the shared-prefix KV cache."""
+    from trainer.train import shared_prefix, train
+
+    data = tmp_path / "traj.jsonl"
+    append_records(data, gold_records[:4])
+    plain = train(_cfg(tiny_qwen2, data, tmp_path / "a", dropout=0.0))
+    cached = train(_cfg(tiny_qwen2, data, tmp_path / "b", dropout=0.0, prefix_cache=True))
+    assert cached.prefix_tokens > 100  # the system prompt and the task header
+    assert abs(plain.first_loss - cached.first_loss) < 1e-4, (plain.losses, cached.losses)
+    assert plain.trained_tokens == cached.trained_tokens and plain.tokens == cached.tokens
+    # the prefix never reaches a trained token
+    from trainer.train import load_examples
+
+    examples = load_examples(transformers.AutoTokenizer.from_pretrained(tiny_qwen2), data, 1024)
+    n = shared_prefix(examples)
+    assert n == cached.prefix_tokens
+    assert all(x == IGNORE for r in examples for x in r.labels[: n + 1])
+
+
+def test_training_resumes_from_its_checkpoint_exactly(
+        tiny_qwen2: Path, gold_records: list[Any], tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from edgeagent.errors import UserError
+    from trainer.train import train
+
+    data = tmp_path / "traj.jsonl"
+    append_records(data, gold_records[:6])
+    straight = train(_cfg(tiny_qwen2, data, tmp_path / "straight", epochs=2))
+    assert straight.steps == 6
+    out = tmp_path / "resumed"
+    with pytest.raises(UserError, match="stopped after step 2/6"):
+        train(_cfg(tiny_qwen2, data, out, epochs=2, max_steps=2))
+    assert (out / "checkpoint" / "trainer_state.pt").exists()
+    assert not (out / "adapter_model.safetensors").exists()
+    with pytest.raises(UserError, match="different run"):  # other settings: refused
+        train(_cfg(tiny_qwen2, data, out, epochs=2, lr=1e-3))
+    resumed = train(_cfg(tiny_qwen2, data, out, epochs=2))
+    assert resumed.resumed_from == 2
+    assert resumed.losses == pytest.approx(straight.losses, rel=1e-4, abs=1e-5)
+    a = load_file(tmp_path / "straight" / "adapter_model.safetensors")
+    b = load_file(out / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert len((out / "train_log.jsonl").read_text().splitlines()) == 6
+    assert not (out / "checkpoint").exists()  # done: the checkpoint is gone
+    png = out / "loss.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_out_of_memory_is_advice_not_a_traceback(
+        tiny_qwen2: Path, gold_records: list[Any], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch.nn.functional as F
+
+    data = tmp_path / "traj.jsonl"
+    append_records(data, gold_records[:2])
+
+    def oom(*a: Any, **k: Any) -> Any:
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: "
+                           "can't allocate memory: you tried to allocate 9999999 bytes")
+
+    monkeypatch.setattr(F, "cross_entropy", oom)
+    code = main(["distill", "train", "--model", str(tiny_qwen2), "--data", str(data),
+                 "--out", str(tmp_path / "lora"), "--rank", "4", "--max-len", "1024"])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "out of memory" in err and "--gradient-checkpointing" in err
+    assert "Traceback" not in err

@@ -7,19 +7,32 @@ linear layers (not the LM head), lr 2e-4 with linear warmup (3%) and decay,
 2 epochs, effective batch 8 (`batch_size * grad_accum`), max length 10,240.
 Each record's `messages` are rendered by `render` (only assistant tokens
 trained); the loss is the mean cross-entropy over the trained tokens of a
-whole accumulation group. bf16 on a GPU that has it, fp32 on CPU.
+whole accumulation group.
 
-Writes to `out`: the adapter (`adapter_model.safetensors`,
-`adapter_config.json`), the tokenizer and chat template, `train_log.jsonl`
-(one line per optimizer step: loss, lr, tokens/s) and `train_summary.json`
-(tokens, trained tokens, steps, seconds, tokens/s, first and last loss).
+Speed on a CPU (these change the arithmetic, not the objective):
+- logits are computed only at the trained positions (`logits_to_keep`): the
+  LM head over a 49k vocabulary is a quarter of a small model's work;
+- precision `auto`: bf16 weights on a GPU that has bf16, bf16 autocast on a
+  CPU with AVX512-BF16/AMX, fp32 elsewhere;
+- `prefix_cache` (opt-in, an approximation): the prompt prefix every example
+  shares (the system prompt) is run once per optimizer step without gradient
+  and its KV cache reused by each example. The forward pass is exact; the
+  gradient through the prefix's keys and values is dropped.
 
-Not covered here: multi-GPU (`accelerate launch`), checkpoints and resume,
-gradient checkpointing, the loss-curve PNG.
+Checkpoints (`trainer.checkpoint`) every `save_every` steps and on Ctrl-C into
+`out/checkpoint/`; a rerun with the same settings resumes from it exactly
+(same order, same dropout draws). Writes to `out`: the adapter
+(`adapter_model.safetensors`, `adapter_config.json`), the tokenizer and chat
+template, `train_log.jsonl` (one line per optimizer step: loss, lr, tokens/s),
+`train_summary.json` and `loss.png` (when matplotlib is installed).
+
+Not covered: packing, multi-GPU (`accelerate launch` data parallelism), QLoRA.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 import json
 import math
 import random
@@ -31,7 +44,10 @@ from typing import Any
 
 from edgeagent.agent.trajectory import read_records
 from edgeagent.errors import UserError
+from trainer.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from trainer.render import IGNORE, Rendered, collate, render_messages
+
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -51,6 +67,12 @@ class TrainConfig:
     seed: int = 0
     limit: int | None = None
     target_modules: str | list[str] = "all-linear"
+    precision: str = "auto"
+    prefix_cache: bool = False
+    gradient_checkpointing: bool = False
+    save_every: int = 50
+    resume: bool = True
+    max_steps: int | None = None  # stop (with a checkpoint) after this many steps this run
 
 
 @dataclass
@@ -64,6 +86,9 @@ class TrainResult:
     first_loss: float
     last_loss: float
     losses: list[float] = field(default_factory=list)
+    resumed_from: int = 0
+    prefix_tokens: int = 0
+    precision: str = "fp32"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,33 +105,112 @@ def load_examples(tokenizer: Any, data: Path, max_len: int, limit: int | None = 
             for r in records]
 
 
+def shared_prefix(examples: list[Rendered]) -> int:
+    """Tokens every example starts with and none of which is trained (may be 0)."""
+    first = examples[0]
+    n = len(first.input_ids) - 1
+    for r in examples[1:]:
+        n = min(n, len(r.input_ids) - 1)
+        i = 0
+        while i < n and r.input_ids[i] == first.input_ids[i]:
+            i += 1
+        n = i
+    for r in examples:
+        trained = [i for i, x in enumerate(r.labels) if x != IGNORE]
+        if trained:
+            n = min(n, trained[0] - 1)  # the token before the first label stays in the suffix
+    return max(0, n)
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """`bf16` (weights on GPU, autocast on CPU) or `fp32`."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if device == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if _cpu_has_bf16() else "fp32"
+
+
 def _lr_at(step: int, total: int, warmup: int, peak: float) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
     return peak * max(0.0, (total - step) / max(1, total - warmup))
 
 
+def _is_oom(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in text \
+        or "can't allocate memory" in text or "failed to allocate" in text
+
+
 def train(cfg: TrainConfig, on_step: Callable[[dict[str, Any]], None] | None = None
           ) -> TrainResult:
+    try:
+        return _train(cfg, on_step)
+    except (MemoryError, RuntimeError) as exc:
+        if isinstance(exc, MemoryError) or _is_oom(exc):
+            raise UserError(
+                "out of memory while training: lower --max-len, use --batch-size 1 with a "
+                "larger --grad-accum, add --gradient-checkpointing, or a smaller --rank "
+                f"(the last checkpoint is in {cfg.out / 'checkpoint'})") from None
+        raise
+
+
+def _train(cfg: TrainConfig, on_step: Callable[[dict[str, Any]], None] | None) -> TrainResult:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from trainer.hf import load_model, load_tokenizer
+    from trainer.hf import default_device, load_model, load_tokenizer
 
     if cfg.batch_size < 1 or cfg.grad_accum < 1 or cfg.epochs <= 0 or cfg.rank < 1:
         raise UserError("--batch-size, --grad-accum, --rank must be >= 1 and --epochs > 0")
+    if cfg.prefix_cache and cfg.batch_size != 1:
+        raise UserError("--prefix-cache needs --batch-size 1 (use --grad-accum for the batch)")
+    device = default_device()
+    precision = resolve_precision(cfg.precision, device)
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+    settings["precision"] = precision
+    ckpt_dir = cfg.out / "checkpoint"
+    saved = load_checkpoint(ckpt_dir) if cfg.resume else None
+    if saved is not None:
+        check_compatible(saved["settings"], settings, ckpt_dir)
+
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.model)
     examples = load_examples(tokenizer, cfg.data, cfg.max_len, cfg.limit)
-    model = load_model(cfg.model)
-    device = next(model.parameters()).device
+    dtype = torch.bfloat16 if precision == "bf16" and device == "cuda" else torch.float32
+    model = load_model(cfg.model, dtype=dtype, device=device)
+    autocast = precision == "bf16" and device == "cpu"
     lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                       target_modules=cfg.target_modules, bias="none", task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [p for _, p in named]
     optim = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+
+    prefix = shared_prefix(examples) if cfg.prefix_cache else 0
+    # transformers 5.x renamed `past_key_values` to `cache`
+    cache_arg = ("cache" if "cache" in inspect.signature(model.get_base_model().forward).parameters
+                 else "past_key_values")
+    if cfg.prefix_cache and prefix < 8:
+        raise UserError("--prefix-cache: the examples share no untrained prompt prefix")
 
     micro_per_epoch = math.ceil(len(examples) / cfg.batch_size)
     total_micro = max(1, round(micro_per_epoch * cfg.epochs))
@@ -114,6 +218,19 @@ def train(cfg: TrainConfig, on_step: Callable[[dict[str, Any]], None] | None = N
     warmup = max(1, math.ceil(cfg.warmup_ratio * total_steps))
     order: list[int] = []
     rng = random.Random(cfg.seed)
+    losses: list[float] = []
+    tokens = trained = micro = start_step = 0
+    elapsed_before = 0.0
+    if saved is not None:
+        values = dict(named)
+        for name, tensor in saved["params"].items():
+            values[name].data.copy_(tensor)
+        optim.load_state_dict(saved["optim"])
+        order, micro, start_step = list(saved["order"]), saved["micro"], saved["step"]
+        losses, tokens, trained = list(saved["losses"]), saved["tokens"], saved["trained"]
+        elapsed_before = float(saved["seconds"])
+        rng.setstate(saved["py_rng"])
+        torch.set_rng_state(saved["torch_rng"])
 
     def next_batch() -> list[Rendered]:
         nonlocal order
@@ -124,56 +241,133 @@ def train(cfg: TrainConfig, on_step: Callable[[dict[str, Any]], None] | None = N
         picked, order = order[: cfg.batch_size], order[cfg.batch_size:]
         return [examples[i] for i in picked]
 
+    def checkpoint(step: int, seconds: float) -> None:
+        save_checkpoint(ckpt_dir, {
+            "settings": settings, "step": step, "micro": micro, "order": order,
+            "losses": losses, "tokens": tokens, "trained": trained, "seconds": seconds,
+            "params": {n: p.detach().cpu().clone() for n, p in named},
+            "optim": optim.state_dict(), "py_rng": rng.getstate(),
+            "torch_rng": torch.get_rng_state()})
+
+    def forward_loss(batch: list[Rendered], prefix_kv: Any) -> tuple[Any, int, int]:
+        t = {k: v.to(device) for k, v in collate(batch, tokenizer.pad_token_id).items()}
+        ids, labels, mask = t["input_ids"], t["labels"], t["attention_mask"]
+        # position j predicts token j+1: keep logits only where that token is trained
+        targets = labels[:, prefix + 1:]
+        keep = (targets != IGNORE).any(dim=0).nonzero().squeeze(1)
+        kwargs: dict[str, Any] = {"logits_to_keep": keep}
+        if prefix_kv is not None:
+            kwargs[cache_arg] = copy.deepcopy(prefix_kv)
+            kwargs["use_cache"] = True
+            out = model(input_ids=ids[:, prefix:], **kwargs)
+        else:
+            out = model(input_ids=ids, attention_mask=mask, **kwargs)
+        logits = out.logits.float()
+        picked = targets[:, keep]
+        loss_sum = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), picked.reshape(-1),
+            ignore_index=IGNORE, reduction="sum")
+        return loss_sum, int(mask.sum()), int((picked != IGNORE).sum())
+
     cfg.out.mkdir(parents=True, exist_ok=True)
     log_path = cfg.out / "train_log.jsonl"
-    log_path.unlink(missing_ok=True)
-    losses: list[float] = []
-    tokens = trained = 0
-    micro = 0
+    if saved is None:
+        log_path.unlink(missing_ok=True)
+    else:
+        _truncate_log(log_path, start_step)
     started = time.perf_counter()
-    with open(log_path, "a", encoding="utf-8") as log:
-        for step in range(total_steps):
-            group = [next_batch() for _ in range(min(cfg.grad_accum, total_micro - micro))]
-            micro += len(group)
-            n_target = sum(r.n_trained for b in group for r in b)
-            for g in optim.param_groups:
-                g["lr"] = _lr_at(step, total_steps, warmup, cfg.lr)
-            step_loss = 0.0
-            for batch in group:
-                t = {k: v.to(device) for k, v in
-                     collate(batch, tokenizer.pad_token_id).items()}
-                logits = model(input_ids=t["input_ids"],
-                               attention_mask=t["attention_mask"]).logits
-                shift_logits = logits[:, :-1, :].float()
-                shift_labels = t["labels"][:, 1:]
-                loss_sum = torch.nn.functional.cross_entropy(
-                    shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
-                    ignore_index=IGNORE, reduction="sum")
-                (loss_sum / n_target).backward()
-                step_loss += float(loss_sum.detach()) / n_target
-                tokens += int(t["attention_mask"].sum())
-                trained += int((shift_labels != IGNORE).sum())
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optim.step()
-            optim.zero_grad(set_to_none=True)
-            losses.append(step_loss)
-            elapsed = time.perf_counter() - started
-            entry = {"step": step + 1, "of": total_steps, "loss": round(step_loss, 6),
-                     "lr": optim.param_groups[0]["lr"], "tokens": tokens,
-                     "tokens_per_s": round(tokens / elapsed, 1) if elapsed else 0.0}
-            log.write(json.dumps(entry) + "\n")
-            log.flush()
-            if on_step is not None:
-                on_step(entry)
-    seconds = time.perf_counter() - started
+    last_step = start_step
+    stop_at = total_steps if cfg.max_steps is None else min(total_steps,
+                                                            start_step + cfg.max_steps)
+    with open(log_path, "a", encoding="utf-8") as log, \
+            torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        try:
+            for step in range(start_step, stop_at):
+                group = [next_batch() for _ in range(min(cfg.grad_accum, total_micro - micro))]
+                n_target = sum(r.n_trained for b in group for r in b)
+                for g in optim.param_groups:
+                    g["lr"] = _lr_at(step, total_steps, warmup, cfg.lr)
+                prefix_kv = None
+                if prefix:
+                    with torch.no_grad():
+                        first = torch.tensor([examples[0].input_ids[:prefix]], device=device)
+                        out = model(input_ids=first, use_cache=True)
+                        prefix_kv = getattr(out, "cache", None) or out.past_key_values
+                step_loss = 0.0
+                for batch in group:
+                    loss_sum, n_tok, n_tr = forward_loss(batch, prefix_kv)
+                    (loss_sum / n_target).backward()
+                    step_loss += float(loss_sum.detach()) / n_target
+                    tokens += n_tok
+                    trained += n_tr
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optim.step()
+                optim.zero_grad(set_to_none=True)
+                micro += len(group)
+                losses.append(step_loss)
+                last_step = step + 1
+                elapsed = elapsed_before + time.perf_counter() - started
+                entry = {"step": step + 1, "of": total_steps, "loss": round(step_loss, 6),
+                         "lr": optim.param_groups[0]["lr"], "tokens": tokens,
+                         "tokens_per_s": round(tokens / elapsed, 1) if elapsed else 0.0,
+                         "seconds": round(elapsed, 2)}
+                log.write(json.dumps(entry) + "\n")
+                log.flush()
+                if cfg.save_every > 0 and last_step % cfg.save_every == 0 \
+                        and last_step < total_steps:
+                    checkpoint(last_step, elapsed)
+                if on_step is not None:
+                    on_step(entry)
+        except KeyboardInterrupt:
+            checkpoint(last_step, elapsed_before + time.perf_counter() - started)
+            raise UserError(f"interrupted after step {last_step}/{total_steps}; checkpoint in "
+                            f"{ckpt_dir}: run the same command again to resume") from None
+    seconds = elapsed_before + time.perf_counter() - started
+    if last_step < total_steps:
+        checkpoint(last_step, seconds)
+        raise UserError(f"stopped after step {last_step}/{total_steps} (--max-steps); "
+                        f"checkpoint in {ckpt_dir}: run again to resume")
     model.save_pretrained(str(cfg.out))
     tokenizer.save_pretrained(cfg.out)
     result = TrainResult(
         examples=len(examples), steps=total_steps, tokens=tokens, trained_tokens=trained,
         seconds=round(seconds, 3), tokens_per_s=round(tokens / seconds, 1) if seconds else 0.0,
-        first_loss=losses[0], last_loss=losses[-1], losses=losses,
+        first_loss=losses[0], last_loss=losses[-1], losses=losses, resumed_from=start_step,
+        prefix_tokens=prefix, precision=precision,
     )
-    summary = {**result.to_dict(), "config": {k: str(v) if isinstance(v, Path) else v
-                                              for k, v in asdict(cfg).items()}}
+    summary = {**result.to_dict(), "config": settings}
     (cfg.out / "train_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    plot_losses(losses, cfg.out / "loss.png")
+    import shutil
+
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
     return result
+
+
+def _truncate_log(path: Path, steps: int) -> None:
+    """Keep the first `steps` lines of the log (a resumed run rewrites what follows)."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()[:steps]
+    path.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
+
+
+def plot_losses(losses: list[float], out: Path) -> Path | None:
+    """The loss curve as a PNG; None when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot(range(1, len(losses) + 1), losses, linewidth=1.2)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (trained tokens)")
+    ax.set_title("distill train")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out

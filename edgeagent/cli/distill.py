@@ -99,6 +99,20 @@ def register(sub: Any) -> None:
     t.add_argument("--max-len", type=int, default=10240)
     t.add_argument("--limit", type=int, help="only the first N records")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto: bf16 on a GPU with bf16 or a CPU with AVX512-BF16/AMX "
+                   "(autocast), else fp32")
+    t.add_argument("--prefix-cache", action="store_true",
+                   help="run the prompt prefix all examples share once per step, without "
+                   "its gradient (faster on CPU; an approximation)")
+    t.add_argument("--gradient-checkpointing", action="store_true",
+                   help="recompute activations in the backward pass (less memory)")
+    t.add_argument("--save-every", type=int, default=50, metavar="STEPS",
+                   help="checkpoint every STEPS optimizer steps (0: only on Ctrl-C)")
+    t.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="ignore a checkpoint in --out and start over")
+    t.add_argument("--max-steps", type=int, metavar="N",
+                   help="stop after N steps in this run (checkpointed; rerun to go on)")
     t.set_defaults(handler=_cmd_train)
 
     m = cmds.add_parser(
@@ -281,19 +295,31 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(model=args.model, data=args.data, out=args.out, epochs=args.epochs,
                       lr=args.lr, rank=args.rank, alpha=args.alpha, dropout=args.dropout,
                       batch_size=args.batch_size, grad_accum=args.grad_accum,
-                      max_len=args.max_len, limit=args.limit, seed=args.seed)
+                      max_len=args.max_len, limit=args.limit, seed=args.seed,
+                      precision=args.precision, prefix_cache=args.prefix_cache,
+                      gradient_checkpointing=args.gradient_checkpointing,
+                      save_every=args.save_every, resume=args.resume, max_steps=args.max_steps)
 
     def on_step(e: dict[str, Any]) -> None:
+        eta = e["seconds"] / e["step"] * (e["of"] - e["step"])
         print(f"\rstep {e['step']}/{e['of']}  loss {e['loss']:.4f}  lr {e['lr']:.2e}  "
-              f"{e['tokens_per_s']:.0f} tok/s", end="", file=sys.stderr, flush=True)
+              f"{e['tokens_per_s']:.0f} tok/s  ETA {_clock(eta)}", end="", file=sys.stderr,
+              flush=True)
 
     result = train(cfg, on_step=on_step)
     print(file=sys.stderr)
+    if result.resumed_from:
+        print(f"resumed from the checkpoint at step {result.resumed_from}", file=sys.stderr)
     print(f"trained {result.steps} steps on {result.examples} examples: loss "
           f"{result.first_loss:.4f} -> {result.last_loss:.4f}, {result.tokens} tokens "
           f"({result.trained_tokens} trained) in {result.seconds:.1f} s = "
           f"{result.tokens_per_s:.0f} tokens/s; adapter in {args.out}")
     return 0
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
