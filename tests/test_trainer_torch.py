@@ -343,3 +343,42 @@ def test_out_of_memory_is_advice_not_a_traceback(
     assert code != 0
     assert "out of memory" in err and "--gradient-checkpointing" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_accelerate_ddp_on_two_cpu_processes_matches_one_process(
+        tiny_qwen2: Path, gold_records: list[Any], tmp_path: Path) -> None:
+    """Data parallel with 2 CPU processes (torchrun, gloo): the same losses as one process.
+
+    `accelerate launch` with the shipped GPU configs starts the processes through the
+    same torch.distributed launcher; on a CPU-only machine torchrun does it directly.
+    """
+    import socket
+    import subprocess
+    import sys
+
+    from trainer.train import train
+
+    pytest.importorskip("accelerate")
+    data = tmp_path / "traj.jsonl"
+    append_records(data, gold_records[:6])
+    one = train(_cfg(tiny_qwen2, data, tmp_path / "one", dropout=0.0, grad_accum=3))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", str(port), "-m", "edgeagent",
+           "distill", "train", "--model", str(tiny_qwen2), "--data", str(data), "--out", str(out),
+           "--epochs", "1", "--lr", "3e-2", "--rank", "4", "--alpha", "8", "--dropout", "0",
+           "--grad-accum", "3", "--max-len", "1024", "--precision", "fp32"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["processes"] == 2
+    assert summary["tokens"] == one.tokens and summary["trained_tokens"] == one.trained_tokens
+    assert summary["losses"] == pytest.approx(one.losses, rel=1e-3), (summary["losses"],
+                                                                       one.losses)
+    assert (out / "adapter_model.safetensors").exists()
+    assert not list(out.glob(".train_log.rank*"))

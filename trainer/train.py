@@ -45,6 +45,7 @@ from typing import Any
 from edgeagent.agent.trajectory import read_records
 from edgeagent.errors import UserError
 from trainer.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from trainer.distributed import setup as setup_distributed
 from trainer.render import IGNORE, Rendered, collate, render_messages
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -178,17 +179,19 @@ def _train(cfg: TrainConfig, on_step: Callable[[dict[str, Any]], None] | None) -
         raise UserError("--batch-size, --grad-accum, --rank must be >= 1 and --epochs > 0")
     if cfg.prefix_cache and cfg.batch_size != 1:
         raise UserError("--prefix-cache needs --batch-size 1 (use --grad-accum for the batch)")
-    device = default_device()
+    dist = setup_distributed()
+    device = dist.device or default_device()
     precision = resolve_precision(cfg.precision, device)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
     settings["precision"] = precision
+    save_every = 0 if dist.fsdp else cfg.save_every  # FSDP shards params: no checkpoint
     ckpt_dir = cfg.out / "checkpoint"
     saved = load_checkpoint(ckpt_dir) if cfg.resume else None
     if saved is not None:
         check_compatible(saved["settings"], settings, ckpt_dir)
 
     random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed + dist.rank)  # dropout differs by rank, the order does not
     tokenizer = load_tokenizer(cfg.model)
     examples = load_examples(tokenizer, cfg.data, cfg.max_len, cfg.limit)
     dtype = torch.bfloat16 if precision == "bf16" and device == "cuda" else torch.float32
@@ -209,6 +212,7 @@ def _train(cfg: TrainConfig, on_step: Callable[[dict[str, Any]], None] | None) -
     # transformers 5.x renamed `past_key_values` to `cache`
     cache_arg = ("cache" if "cache" in inspect.signature(model.get_base_model().forward).parameters
                  else "past_key_values")
+    peft_model = model
     if cfg.prefix_cache and prefix < 8:
         raise UserError("--prefix-cache: the examples share no untrained prompt prefix")
 
@@ -242,6 +246,8 @@ def _train(cfg: TrainConfig, on_step: Callable[[dict[str, Any]], None] | None) -
         return [examples[i] for i in picked]
 
     def checkpoint(step: int, seconds: float) -> None:
+        if not dist.is_main:
+            return
         save_checkpoint(ckpt_dir, {
             "settings": settings, "step": step, "micro": micro, "order": order,
             "losses": losses, "tokens": tokens, "trained": trained, "seconds": seconds,
@@ -269,8 +275,11 @@ def _train(cfg: TrainConfig, on_step: Callable[[dict[str, Any]], None] | None) -
             ignore_index=IGNORE, reduction="sum")
         return loss_sum, int(mask.sum()), int((picked != IGNORE).sum())
 
+    model, optim = dist.prepare(model, optim)
     cfg.out.mkdir(parents=True, exist_ok=True)
     log_path = cfg.out / "train_log.jsonl"
+    if not dist.is_main:
+        log_path = cfg.out / f".train_log.rank{dist.rank}.jsonl"  # only rank 0 keeps a log
     if saved is None:
         log_path.unlink(missing_ok=True)
     else:
@@ -293,14 +302,24 @@ def _train(cfg: TrainConfig, on_step: Callable[[dict[str, Any]], None] | None) -
                         first = torch.tensor([examples[0].input_ids[:prefix]], device=device)
                         out = model(input_ids=first, use_cache=True)
                         prefix_kv = getattr(out, "cache", None) or out.past_key_values
-                step_loss = 0.0
-                for batch in group:
-                    loss_sum, n_tok, n_tr = forward_loss(batch, prefix_kv)
-                    (loss_sum / n_target).backward()
-                    step_loss += float(loss_sum.detach()) / n_target
-                    tokens += n_tok
-                    trained += n_tr
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                step_loss = n_tok_step = n_tr_step = 0.0
+                mine = dist.share(group)
+                # every rank must take part in each gradient all-reduce: a rank left
+                # without a micro-batch runs the first one with zero weight
+                work = [(b, 1.0) for b in mine] or [(group[0], 0.0)]
+                for i, (batch, weight) in enumerate(work):
+                    # gradients are all-reduced once per step, after the last micro-batch
+                    with dist.no_sync(model, sync=i == len(work) - 1):
+                        loss_sum, n_tok, n_tr = forward_loss(batch, prefix_kv)
+                        # DDP/FSDP average gradients over ranks: scale back up to a sum
+                        dist.backward(loss_sum * (weight * dist.world / n_target))
+                    step_loss += weight * float(loss_sum.detach()) / n_target
+                    n_tok_step += weight * n_tok
+                    n_tr_step += weight * n_tr
+                step_loss = dist.sum(step_loss)
+                tokens += int(dist.sum(n_tok_step))
+                trained += int(dist.sum(n_tr_step))
+                dist.clip(model, params, 1.0)
                 optim.step()
                 optim.zero_grad(set_to_none=True)
                 micro += len(group)
@@ -313,7 +332,7 @@ def _train(cfg: TrainConfig, on_step: Callable[[dict[str, Any]], None] | None) -
                          "seconds": round(elapsed, 2)}
                 log.write(json.dumps(entry) + "\n")
                 log.flush()
-                if cfg.save_every > 0 and last_step % cfg.save_every == 0 \
+                if save_every > 0 and last_step % save_every == 0 \
                         and last_step < total_steps:
                     checkpoint(last_step, elapsed)
                 if on_step is not None:
@@ -327,20 +346,30 @@ def _train(cfg: TrainConfig, on_step: Callable[[dict[str, Any]], None] | None) -
         checkpoint(last_step, seconds)
         raise UserError(f"stopped after step {last_step}/{total_steps} (--max-steps); "
                         f"checkpoint in {ckpt_dir}: run again to resume")
-    model.save_pretrained(str(cfg.out))
-    tokenizer.save_pretrained(cfg.out)
+    full_state = dist.state_dict(model)
+    if dist.is_main:
+        if full_state is None:
+            peft_model.save_pretrained(str(cfg.out))
+        else:
+            dist.unwrap(model).save_pretrained(str(cfg.out), state_dict=full_state)
+        tokenizer.save_pretrained(cfg.out)
     result = TrainResult(
         examples=len(examples), steps=total_steps, tokens=tokens, trained_tokens=trained,
         seconds=round(seconds, 3), tokens_per_s=round(tokens / seconds, 1) if seconds else 0.0,
         first_loss=losses[0], last_loss=losses[-1], losses=losses, resumed_from=start_step,
         prefix_tokens=prefix, precision=precision,
     )
-    summary = {**result.to_dict(), "config": settings}
-    (cfg.out / "train_summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    plot_losses(losses, cfg.out / "loss.png")
-    import shutil
+    if dist.is_main:
+        summary = {**result.to_dict(), "config": settings, "processes": dist.world}
+        (cfg.out / "train_summary.json").write_text(json.dumps(summary, indent=2),
+                                                    encoding="utf-8")
+        plot_losses(losses, cfg.out / "loss.png")
+        import shutil
 
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    else:
+        log_path.unlink(missing_ok=True)
+    dist.barrier()
     return result
 
 

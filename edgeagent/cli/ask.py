@@ -35,6 +35,10 @@ def register(sub: Any) -> None:
     p.add_argument("--prompt", choices=("student", "teacher"), default="student",
                    help="system prompt: the short student one (default) or the teacher's")
     p.add_argument("--n-ctx", type=int, default=8192, help="context size (default 8192)")
+    p.add_argument("--lora", default=None, metavar="FILE",
+                   help="LoRA adapter GGUF to apply (from `edgeagent convert lora`)")
+    p.add_argument("--lora-scale", type=float, default=None, metavar="X",
+                   help="LoRA strength (default 1.0)")
     p.add_argument("--json", action="store_true", help="print the whole trajectory as JSON")
     p.set_defaults(handler=handle)
 
@@ -61,6 +65,8 @@ def handle(args: argparse.Namespace) -> int:
         raise UserError("--max-steps must be at least 1")
     if not args.question.strip():
         raise UserError("the question is empty")
+    if args.lora_scale is not None and args.lora is None:
+        raise UserError("--lora-scale needs --lora FILE")
     from edgeagent.agent.loop import Agent, AgentConfig
     from edgeagent.engines.llamacpp import LlamaCppEngine
     from edgeagent.models.registry import resolve_model
@@ -79,7 +85,9 @@ def handle(args: argparse.Namespace) -> int:
         votes=args.votes, temperature=args.temperature, top_p=args.top_p,
         max_steps=args.max_steps, max_tokens=args.max_tokens, seed=args.seed, prompt=args.prompt,
     )
-    with LlamaCppEngine(path, n_ctx=args.n_ctx, max_parallel=max(8, args.votes)) as engine:
+    lora_scale = 1.0 if args.lora_scale is None else args.lora_scale
+    with LlamaCppEngine(path, n_ctx=args.n_ctx, max_parallel=max(8, args.votes),
+                        lora=args.lora, lora_scale=lora_scale) as engine:
         agent = Agent(engine, search=search, config=config, on_event=on_event,
                       model_name=path.name)
         traj = agent.run(args.question)

@@ -1,12 +1,13 @@
-"""`edgeagent convert gguf|quantize|verify`: Hugging Face model -> GGUF -> quantized GGUF.
+"""`edgeagent convert gguf|lora|quantize|verify`: Hugging Face model -> GGUF -> quantized GGUF.
 
 Top-level imports stay light (argparse only): `edgeagent --help` imports this
 module. The work lives in the `converters` package, imported by the handlers;
 it needs the `train` extra for `verify` (torch, transformers) and
 llama-cpp-python for `quantize` and `verify`.
 
-Not covered here: `convert lora` (GGUF LoRA adapters; merge the adapter with
-`edgeagent distill merge` and convert the merged model instead).
+`convert lora` turns a peft LoRA adapter into a llama.cpp LoRA GGUF, used with
+`edgeagent ask --lora`. Not covered here: DoRA and other peft variants (merge
+them with `edgeagent distill merge` and convert the merged model instead).
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ def register(sub: Any) -> None:
     """Add the `convert` group to the top-level subparsers."""
     group = sub.add_parser(
         "convert",
-        help="convert a Hugging Face model to GGUF, quantize it, verify it",
-        description="Convert a Hugging Face safetensors model (qwen2, llama, qwen3) to "
-        "GGUF, quantize it with llama.cpp, and check it against transformers.",
+        help="convert a Hugging Face model (or LoRA adapter) to GGUF, quantize, verify",
+        description="Convert a Hugging Face safetensors model (qwen2, llama, qwen3) or a "
+        "peft LoRA adapter to GGUF, quantize it with llama.cpp, and check it against "
+        "transformers.",
     )
     cmds = group.add_subparsers(dest="convert_command", metavar="SUBCOMMAND")
 
@@ -49,6 +51,25 @@ def register(sub: Any) -> None:
                    help="llama.cpp pre-tokenizer name, when auto-detection fails "
                    "(gpt-2, smollm, qwen2, llama-bpe)")
     g.set_defaults(handler=_cmd_gguf)
+
+    lo = cmds.add_parser(
+        "lora",
+        help="write a llama.cpp LoRA GGUF from a peft adapter directory",
+        description="Write a llama.cpp LoRA adapter GGUF from a peft LoRA adapter directory "
+        "(adapter_config.json + adapter_model.safetensors, as `edgeagent distill train` "
+        "writes it). --base is the model it was trained on, as a Hugging Face directory "
+        "or a GGUF file (for the architecture, tensor names and shapes). Apply it with "
+        "`edgeagent ask --lora FILE`.",
+    )
+    lo.add_argument("adapter_dir", metavar="ADAPTER_DIR", type=Path, help="adapter directory")
+    lo.add_argument("--base", required=True, type=Path, metavar="HF_DIR|GGUF",
+                    help="the base model: its Hugging Face directory or its GGUF file")
+    lo.add_argument("--out", "-o", type=Path,
+                    help="output file (default: ADAPTER_DIR/<name>.lora.<TYPE>.gguf)")
+    lo.add_argument("--outtype", choices=("f32", "f16"), default="f16",
+                    help="tensor type (default f16)")
+    lo.add_argument("--name", help="adapter name stored in the file (default: directory name)")
+    lo.set_defaults(handler=_cmd_lora)
 
     q = cmds.add_parser(
         "quantize",
@@ -132,6 +153,28 @@ def _cmd_gguf(args: argparse.Namespace) -> int:
     print(
         f"wrote {result.path} ({result.arch}, {result.outtype}, {result.n_tensors} tensors: "
         f"{_counts(result.type_counts)}; {_size(result.n_bytes)}) in {result.seconds:.1f} s"
+    )
+    return 0
+
+
+def _cmd_lora(args: argparse.Namespace) -> int:
+    from converters.lora_gguf import convert_lora_to_gguf
+
+    out = args.out
+    if out is None:
+        name = args.adapter_dir.resolve().name
+        out = args.adapter_dir / f"{name}.lora.{args.outtype.upper()}.gguf"
+    with _bar("converting", "B") as update:
+        result = convert_lora_to_gguf(
+            args.adapter_dir, args.base, out, outtype=args.outtype, name=args.name,
+            progress=update,
+        )
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(
+        f"wrote {result.path} ({result.arch} LoRA, r {result.rank}, alpha {result.alpha:g}, "
+        f"{result.outtype}, {result.n_pairs} adapted matrices; {_size(result.n_bytes)}) "
+        f"in {result.seconds:.1f} s"
     )
     return 0
 

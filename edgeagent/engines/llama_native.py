@@ -2,9 +2,10 @@
 
 Covers: loading a GGUF with a one-line error on failure (missing file, not a
 GGUF, truncated, unknown architecture — the reason comes from llama.cpp's own
-log, captured here), tokenizing, detokenizing single tokens, GGUF metadata,
-and sampler chains. The engine (`llamacpp.py`) builds on this; nothing here
-knows about prompts or chats.
+log, captured here), loading and applying a LoRA adapter GGUF (same errors,
+plus a wrong architecture or shapes for the model), tokenizing, detokenizing
+single tokens, GGUF metadata, and sampler chains. The engine (`llamacpp.py`)
+builds on this; nothing here knows about prompts or chats.
 
 Not covered: GPU offload, multimodal projectors, embeddings.
 """
@@ -75,10 +76,10 @@ def _last_error() -> str:
     return lines[-1] if lines else "llama.cpp gave no reason"
 
 
-def check_gguf_header(path: Path) -> None:
+def check_gguf_header(path: Path, what: str = "model file") -> None:
     """Fail in one line unless `path` is an existing, non-empty GGUF file."""
     if not path.exists():
-        raise UserError(f"model file not found: {path}")
+        raise UserError(f"{what} not found: {path}")
     if path.is_dir():
         raise UserError(f"{path} is a directory, not a GGUF file")
     try:
@@ -103,6 +104,30 @@ def load_model(path: Path, *, vocab_only: bool = False, lora: Path | None = None
     if not model:
         raise UserError(f"cannot load {path.name}: {_last_error()}")
     return model
+
+
+def load_lora(model: Any, path: Path) -> Any:
+    """A `llama_adapter_lora_p` for `model`; UserError with llama.cpp's reason (other
+    architecture, shapes that do not fit, not an adapter) on failure. Free it with
+    `llama_adapter_lora_free` before the model (or let the model free it)."""
+    check_gguf_header(path, "LoRA adapter")
+    llama_cpp = init_backend(_verbose)
+    with _log_lock:
+        _log_lines.clear()
+    adapter = llama_cpp.llama_adapter_lora_init(model, os.fsencode(path))
+    if not adapter:
+        reason = _last_error().removeprefix("failed to apply lora adapter: ")
+        raise UserError(f"cannot apply the LoRA adapter {path.name}: {reason}")
+    return adapter
+
+
+def set_lora(ctx: Any, adapter: Any, scale: float) -> None:
+    """Use `adapter` at `scale` for every decode on `ctx`."""
+    llama_cpp = _llama()
+    adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+    scales = (ctypes.c_float * 1)(scale)
+    if llama_cpp.llama_set_adapters_lora(ctx, adapters, 1, scales) != 0:
+        raise UserError(f"llama.cpp refused the LoRA adapter: {_last_error()}")
 
 
 def meta(model: Any, key: str) -> str | None:

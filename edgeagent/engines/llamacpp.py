@@ -13,6 +13,8 @@ What it does beyond a plain completion call:
   unified, so this copies cell tags, not tensors), then decodes one token per
   live sequence per `llama_decode` call, each with its own native sampler
   chain and seed (`seed + i`).
+- An optional LoRA adapter GGUF (`lora=`, `lora_scale=`; see
+  `edgeagent convert lora`), applied at load time on top of the base weights.
 - Stop strings (not included in the text), end-of-generation tokens,
   streaming with hold-back so a half-seen stop string is never emitted,
   cancellation from another thread, one-line errors for bad files and
@@ -24,6 +26,7 @@ Not covered: GPU offload, grammars, logprobs, speculative decoding.
 from __future__ import annotations
 
 import codecs
+import math
 import os
 import random
 import threading
@@ -92,13 +95,20 @@ class LlamaCppEngine:
         max_parallel: int = 8,
         top_k: int = 40,
         verbose: bool = False,
+        lora: str | os.PathLike[str] | None = None,
+        lora_scale: float = 1.0,
     ) -> None:
         self.path = Path(model_path)
+        self.lora = Path(lora) if lora is not None else None
+        self.lora_scale = float(lora_scale)
+        if not math.isfinite(self.lora_scale):
+            raise UserError(f"the LoRA scale must be a finite number, not {lora_scale}")
         self._llama = native.init_backend(verbose)
         llama_cpp = self._llama
         self._model = native.load_model(self.path)
         self._ctx: Any = None
         self._batch: Any = None
+        self._adapter: Any = None
         try:
             self._vocab = llama_cpp.llama_model_get_vocab(self._model)
             n_train = int(llama_cpp.llama_model_n_ctx_train(self._model))
@@ -120,6 +130,9 @@ class LlamaCppEngine:
             if not self._ctx:
                 raise UserError(f"cannot create a context for {self.path.name}: "
                                 f"{native._last_error()}")
+            if self.lora is not None:
+                self._adapter = native.load_lora(self._model, self.lora)
+                native.set_lora(self._ctx, self._adapter, self.lora_scale)
             self._mem = llama_cpp.llama_get_memory(self._ctx)
             self._batch = llama_cpp.llama_batch_init(max(self.n_batch, self.max_parallel), 0, 1)
         except BaseException:
@@ -177,6 +190,9 @@ class LlamaCppEngine:
         if self._ctx:
             llama_cpp.llama_free(self._ctx)
             self._ctx = None
+        if self._adapter:  # before the model it belongs to
+            llama_cpp.llama_adapter_lora_free(self._adapter)
+            self._adapter = None
         if self._model:
             llama_cpp.llama_model_free(self._model)
             self._model = None
@@ -192,6 +208,8 @@ class LlamaCppEngine:
             "path": str(self.path), "name": self.name, "architecture": self.architecture,
             "quant": self.quant, "n_params": self.n_params, "n_ctx": self.n_ctx,
             "n_threads": self.n_threads, "size_bytes": self.path.stat().st_size,
+            "lora": str(self.lora) if self.lora is not None else None,
+            "lora_scale": self.lora_scale if self.lora is not None else None,
         }
 
     # -- generation ----------------------------------------------------------
