@@ -138,6 +138,7 @@ def convert_to_gguf(
     writer = gguf.GGUFWriter(path=None, arch=arch)
     writer.add_type(gguf.GGUFType.MODEL)
     writer.add_name(name or model.path.resolve().name)
+    writer.add_source_url(model.path.resolve().as_uri())  # `models add` records it
     writer.add_file_type(int(ftype))
     if want not in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)

@@ -391,3 +391,31 @@ def test_smollm2_lora_merge_converts_and_quantizes(default_model: Path, tmp_path
     # the unmerged adapter on the shipped Q4_1 GGUF, as `ask --lora` runs it
     lora = convert_lora_to_gguf(tmp_path / "adapter", default_model, tmp_path / "a.gguf").path
     assert _greedy(default_model, lora=lora)
+
+
+def test_models_add_records_a_conversion_and_refuses_an_adapter(
+        lora_pair: Any, tiny_llama: Path, converted: Any, tmp_path: Path,  # noqa: F811
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import hashlib
+
+    from converters import convert_lora_to_gguf
+    from edgeagent.cli import main
+    from edgeagent.models.registry import Registry
+
+    model = converted("llama", "f16")
+    assert main(["models", "add", str(model), "--name", "tiny-student"]) == 0
+    entry = Registry.load().get("tiny-student")
+    assert (entry.architecture, entry.quant) == ("llama", "F16")
+    assert entry.size_bytes == model.stat().st_size
+    assert entry.source == f"converted:{tiny_llama.resolve().as_uri()}"
+    assert entry.sha256 == hashlib.sha256(model.read_bytes()).hexdigest()
+    capsys.readouterr()
+
+    adapter, _ = lora_pair("llama")
+    lora = convert_lora_to_gguf(adapter, tiny_llama, tmp_path / "a.gguf").path
+    capsys.readouterr()
+    assert main(["models", "add", str(lora)]) != 0
+    err = capsys.readouterr().err
+    assert "is a LoRA adapter, not a model" in err and "--lora" in err
+    assert err.count("\n") == 1
+    assert [e.name for e in Registry.load().entries.values()] == ["tiny-student"]

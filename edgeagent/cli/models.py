@@ -21,7 +21,8 @@ def register(sub: Any) -> None:
     p = msub.add_parser("add", help="register a GGUF file")
     p.add_argument("path")
     p.add_argument("--name", help="registry name (default: from the file)")
-    p.add_argument("--source", default="local")
+    p.add_argument("--source", default="local",
+                   help="where it came from (default: the HF dir a converted file records)")
     p.add_argument("--default", action="store_true", help="also make it the default")
     p.set_defaults(handler=_add)
 
@@ -45,11 +46,11 @@ def register(sub: Any) -> None:
 
 
 def _human(n: int) -> str:
-    size = float(n)
+    size = float(n)  # decimal units, as Ollama and the Hub show them
     for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
+        if size < 1000 or unit == "GB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
+        size /= 1000
     return f"{size:.1f} GB"
 
 

@@ -69,7 +69,18 @@ def read_gguf_info(path: Path) -> dict[str, Any]:
     if isinstance(file_type, int):
         with contextlib.suppress(ValueError):
             quant = gguf.LlamaFileType(file_type).name.removeprefix("MOSTLY_").removeprefix("ALL_")
-    return {"architecture": str(arch), "quant": quant, "name": field("general.name")}
+    return {"architecture": str(arch), "quant": quant, "name": field("general.name"),
+            "type": field("general.type") or "model", "source": field("general.source.url")}
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _slug(text: str) -> str:
@@ -115,6 +126,13 @@ class Registry:
             license: str = "", sha256: str | None = None) -> ModelEntry:
         path = path.expanduser().resolve()
         info = read_gguf_info(path)
+        if info["type"] == "adapter":
+            raise UserError(f"{path.name} is a LoRA adapter, not a model: apply it with "
+                            f"`edgeagent ask --lora {path}` on its base model")
+        if source == "local" and info["source"]:
+            source = f"converted:{info['source']}"
+        if sha256 is None:
+            sha256 = _file_sha256(path)
         if name is None:
             name = _slug(str(info.get("name") or path.stem))
             if info["quant"] != "unknown" and info["quant"].lower() not in name:
