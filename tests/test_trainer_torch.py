@@ -293,6 +293,22 @@ def test_prefix_cache_and_kept_logits_give_the_same_first_loss(
     assert all(x == IGNORE for r in examples for x in r.labels[: n + 1])
 
 
+def test_gradient_checkpointing_gives_the_same_losses(
+        tiny_qwen2: Path, gold_records: list[Any], tmp_path: Path) -> None:
+    from edgeagent.errors import UserError
+    from trainer.train import train
+
+    data = tmp_path / "traj.jsonl"
+    append_records(data, gold_records[:4])
+    plain = train(_cfg(tiny_qwen2, data, tmp_path / "a", dropout=0.0))
+    ckpt = train(_cfg(tiny_qwen2, data, tmp_path / "b", dropout=0.0,
+                      gradient_checkpointing=True))
+    assert ckpt.losses == pytest.approx(plain.losses, rel=1e-4)
+    with pytest.raises(UserError, match="do not go together"):
+        train(_cfg(tiny_qwen2, data, tmp_path / "c", gradient_checkpointing=True,
+                   prefix_cache=True))
+
+
 def test_training_resumes_from_its_checkpoint_exactly(
         tiny_qwen2: Path, gold_records: list[Any], tmp_path: Path) -> None:
     from safetensors.torch import load_file

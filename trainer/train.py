@@ -177,6 +177,9 @@ def _train(cfg: TrainConfig, on_step: Callable[[dict[str, Any]], None] | None) -
 
     if cfg.batch_size < 1 or cfg.grad_accum < 1 or cfg.epochs <= 0 or cfg.rank < 1:
         raise UserError("--batch-size, --grad-accum, --rank must be >= 1 and --epochs > 0")
+    if cfg.prefix_cache and cfg.gradient_checkpointing:
+        raise UserError("--prefix-cache and --gradient-checkpointing do not go together "
+                        "(checkpointed layers drop the cache)")
     if cfg.prefix_cache and cfg.batch_size != 1:
         raise UserError("--prefix-cache needs --batch-size 1 (use --grad-accum for the batch)")
     dist = setup_distributed()
