@@ -293,6 +293,24 @@ def test_prefix_cache_and_kept_logits_give_the_same_first_loss(
     assert all(x == IGNORE for r in examples for x in r.labels[: n + 1])
 
 
+@pytest.mark.parametrize("prefix_cache", [False, True])
+def test_bf16_autocast_steps_see_the_updated_weights(tiny_qwen2: Path, gold_records: list[Any],
+                                                     tmp_path: Path, prefix_cache: bool) -> None:
+    """autocast caches its bf16 casts of the weights: each step must see the update."""
+    from trainer.train import train
+
+    data = tmp_path / "traj.jsonl"
+    append_records(data, gold_records[:3])
+    runs = [train(_cfg(tiny_qwen2, data, tmp_path / f"lr{lr}", epochs=1, grad_accum=1,
+                       dropout=0.0, lr=lr, precision="bf16", prefix_cache=prefix_cache))
+            for lr in (1e-9, 5e-2)]
+    frozen, moved = runs[0].losses, runs[1].losses
+    assert runs[1].precision == "bf16"
+    assert frozen[0] == pytest.approx(moved[0], abs=1e-6)  # the same weights at step 1
+    # later steps read the same examples with different weights: different losses
+    assert all(abs(a - b) > 1e-3 for a, b in zip(frozen[1:], moved[1:], strict=True)), runs
+
+
 def test_gradient_checkpointing_gives_the_same_losses(
         tiny_qwen2: Path, gold_records: list[Any], tmp_path: Path) -> None:
     from edgeagent.errors import UserError

@@ -279,6 +279,32 @@ def _train(cfg: TrainConfig, on_step: Callable[[dict[str, Any]], None] | None) -
         return loss_sum, int(mask.sum()), int((picked != IGNORE).sum())
 
     model, optim = dist.prepare(model, optim)
+
+    def accumulate(group: list[list[Rendered]], n_target: int) -> tuple[float, float, float]:
+        """Forward and backward over one step's micro-batches: (loss, tokens, trained)."""
+        # autocast caches its bf16 copies of the weights until the context exits:
+        # one context per step, so every step computes with the updated LoRA weights
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            prefix_kv = None
+            if prefix:
+                with torch.no_grad():
+                    first = torch.tensor([examples[0].input_ids[:prefix]], device=device)
+                    out = model(input_ids=first, use_cache=True)
+                    prefix_kv = getattr(out, "cache", None) or out.past_key_values
+            step_loss = n_tok_step = n_tr_step = 0.0
+            # every rank takes part in each gradient all-reduce: a rank left without
+            # a micro-batch runs the first one with zero weight
+            work = [(b, 1.0) for b in dist.share(group)] or [(group[0], 0.0)]
+            for i, (batch, weight) in enumerate(work):
+                # gradients are all-reduced once per step, after the last micro-batch
+                with dist.no_sync(model, sync=i == len(work) - 1):
+                    loss_sum, n_tok, n_tr = forward_loss(batch, prefix_kv)
+                    # DDP/FSDP average gradients over ranks: scale back up to a sum
+                    dist.backward(loss_sum * (weight * dist.world / n_target))
+                step_loss += weight * float(loss_sum.detach()) / n_target
+                n_tok_step += weight * n_tok
+                n_tr_step += weight * n_tr
+        return step_loss, n_tok_step, n_tr_step
     cfg.out.mkdir(parents=True, exist_ok=True)
     log_path = cfg.out / "train_log.jsonl"
     if not dist.is_main:
@@ -291,34 +317,14 @@ def _train(cfg: TrainConfig, on_step: Callable[[dict[str, Any]], None] | None) -
     last_step = start_step
     stop_at = total_steps if cfg.max_steps is None else min(total_steps,
                                                             start_step + cfg.max_steps)
-    with open(log_path, "a", encoding="utf-8") as log, \
-            torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+    with open(log_path, "a", encoding="utf-8") as log:
         try:
             for step in range(start_step, stop_at):
                 group = [next_batch() for _ in range(min(cfg.grad_accum, total_micro - micro))]
                 n_target = sum(r.n_trained for b in group for r in b)
                 for g in optim.param_groups:
                     g["lr"] = _lr_at(step, total_steps, warmup, cfg.lr)
-                prefix_kv = None
-                if prefix:
-                    with torch.no_grad():
-                        first = torch.tensor([examples[0].input_ids[:prefix]], device=device)
-                        out = model(input_ids=first, use_cache=True)
-                        prefix_kv = getattr(out, "cache", None) or out.past_key_values
-                step_loss = n_tok_step = n_tr_step = 0.0
-                mine = dist.share(group)
-                # every rank must take part in each gradient all-reduce: a rank left
-                # without a micro-batch runs the first one with zero weight
-                work = [(b, 1.0) for b in mine] or [(group[0], 0.0)]
-                for i, (batch, weight) in enumerate(work):
-                    # gradients are all-reduced once per step, after the last micro-batch
-                    with dist.no_sync(model, sync=i == len(work) - 1):
-                        loss_sum, n_tok, n_tr = forward_loss(batch, prefix_kv)
-                        # DDP/FSDP average gradients over ranks: scale back up to a sum
-                        dist.backward(loss_sum * (weight * dist.world / n_target))
-                    step_loss += weight * float(loss_sum.detach()) / n_target
-                    n_tok_step += weight * n_tok
-                    n_tr_step += weight * n_tr
+                step_loss, n_tok_step, n_tr_step = accumulate(group, n_target)
                 step_loss = dist.sum(step_loss)
                 tokens += int(dist.sum(n_tok_step))
                 trained += int(dist.sum(n_tr_step))
