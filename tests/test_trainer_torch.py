@@ -416,3 +416,76 @@ def test_accelerate_ddp_on_two_cpu_processes_matches_one_process(
                                                                        one.losses)
     assert (out / "adapter_model.safetensors").exists()
     assert not list(out.glob(".train_log.rank*"))
+
+
+# --------------------------------------------------------------------------- several students
+
+
+def test_ties_trims_elects_and_averages() -> None:
+    from trainer.combine import ties
+
+    a = torch.tensor([4.0, -1.0, 0.2, -3.0])
+    b = torch.tensor([2.0, 3.0, -0.1, -1.0])
+    c = torch.tensor([-1.0, 2.0, 0.3, 0.5])
+    # density 1: sign of the sum, mean of the agreeing entries
+    got = ties([a, b, c], density=1.0)
+    assert torch.allclose(got, torch.tensor([3.0, 2.5, 0.25, -2.0]))
+    # density 0.5: each keeps its 2 largest magnitudes first
+    got = ties([a, b, c], density=0.5)  # a: 4, -3; b: 2, 3; c: -1, 2
+    assert torch.allclose(got, torch.tensor([3.0, 2.5, 0.0, -3.0]))
+
+
+def _random_adapter(model_dir: Path, out: Path, seed: int, rank: int) -> Path:
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    base = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    peft_model = get_peft_model(base, LoraConfig(r=rank, lora_alpha=2 * rank,
+                                                 target_modules="all-linear"))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    peft_model.save_pretrained(out)
+    return out
+
+
+def _weights(path: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_merging_several_adapters(tiny_qwen2: Path, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    a = _random_adapter(tiny_qwen2, tmp_path / "a", seed=1, rank=4)
+    b = _random_adapter(tiny_qwen2, tmp_path / "b", seed=2, rank=8)  # ranks may differ
+    for name, adapter in (("ma", a), ("mb", b)):
+        assert main(["distill", "merge", "--base", str(tiny_qwen2), "--adapter", str(adapter),
+                     "--out", str(tmp_path / name)]) == 0
+    base = transformers.AutoModelForCausalLM.from_pretrained(tiny_qwen2).state_dict()
+    wa, wb = _weights(tmp_path / "ma"), _weights(tmp_path / "mb")
+    key = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.allclose(wa[key], base[key])
+
+    assert main(["distill", "merge", "--base", str(tiny_qwen2), "--adapters", f"{a},{b}",
+                 "--weights", "0.25,0.75", "--out", str(tmp_path / "lin")]) == 0
+    assert "combined 2 adapters (linear)" in capsys.readouterr().out
+    lin = _weights(tmp_path / "lin")
+    for k in (key, "model.layers.1.mlp.down_proj.weight"):
+        # W + .25 dA + .75 dB == .25 (W + dA) + .75 (W + dB)
+        assert torch.allclose(lin[k], 0.25 * wa[k] + 0.75 * wb[k], atol=1e-6)
+
+    assert main(["distill", "merge", "--base", str(tiny_qwen2), "--adapters", f"{a},{a}",
+                 "--combine", "ties", "--density", "1", "--weights", "1,1",
+                 "--out", str(tmp_path / "same")]) == 0
+    assert torch.allclose(_weights(tmp_path / "same")[key], wa[key], atol=1e-6)
+    assert main(["distill", "merge", "--base", str(tiny_qwen2), "--adapters", f"{a},{b}",
+                 "--combine", "ties", "--out", str(tmp_path / "ties")]) == 0
+    info = json.loads((tmp_path / "ties" / "merge_info.json").read_text())
+    assert info["method"] == "ties" and info["density"] == 0.5
+    capsys.readouterr()
+    assert main(["distill", "merge", "--base", str(tiny_qwen2), "--adapters", f"{a},{b}",
+                 "--weights", "1", "--out", str(tmp_path / "bad")]) == 2
+    assert "2 adapters but 1 weights" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

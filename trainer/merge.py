@@ -9,7 +9,10 @@ adapter); a GGUF base is dequantized by transformers and saved unquantized.
 An adapter that does not fit the base (other architecture or sizes) is a
 `UserError` naming both. The output appears atomically (temp dir, rename).
 
-Not covered: merging several adapters (linear / TIES), pushing to the Hub.
+`merge_adapters` folds several students into one base: their weight deltas are
+combined linearly or with TIES (`trainer.combine`) and added to the base.
+
+Not covered: pushing to the Hub, DARE.
 """
 
 from __future__ import annotations
@@ -34,39 +37,66 @@ class MergeResult:
 
 
 def merge(base: str, adapter: Path, out: Path, *, dtype: str | None = None) -> MergeResult:
-    import torch
     from peft import PeftModel
-
-    from trainer.hf import load_model, load_tokenizer, quantized_bits, strip_quantizer
 
     if not (adapter / "adapter_config.json").exists():
         raise UserError(f"{adapter} is not a LoRA adapter (no adapter_config.json)")
-    if dtype is not None and dtype not in DTYPES:
-        raise UserError(f"--dtype must be one of {', '.join(DTYPES)}")
-    torch_dtype = getattr(torch, dtype) if dtype else None
-    model = load_model(base, dtype=torch_dtype, device="cpu")
-    bits = quantized_bits(model)
-    if bits is not None:
-        raise UserError(f"the base is {bits}-bit quantized: merging into quantized weights "
-                        "would lose the adapter; load a fp16/bf16/fp32 base")
+    model = _load_base(base, dtype)
     try:
         peft_model = PeftModel.from_pretrained(model, str(adapter))
     except (RuntimeError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0][:200]
         raise UserError(f"the adapter {adapter} does not fit the base {base}: {first}") from None
     merged: Any = peft_model.merge_and_unload()
-    strip_quantizer(merged)
     tok_src = str(adapter) if (adapter / "tokenizer_config.json").exists() else base
+    return _save(merged, tok_src, out, {"base": str(base), "adapter": str(adapter)})
+
+
+def _load_base(base: str, dtype: str | None) -> Any:
+    import torch
+
+    from trainer.hf import load_model, quantized_bits
+
+    if dtype is not None and dtype not in DTYPES:
+        raise UserError(f"--dtype must be one of {', '.join(DTYPES)}")
+    model = load_model(base, dtype=getattr(torch, dtype) if dtype else None, device="cpu")
+    bits = quantized_bits(model)
+    if bits is not None:
+        raise UserError(f"the base is {bits}-bit quantized: merging into quantized weights "
+                        "would lose the adapter; load a fp16/bf16/fp32 base")
+    return model
+
+
+def _save(merged: Any, tok_src: str, out: Path, info: dict[str, Any]) -> MergeResult:
+    from trainer.hf import load_tokenizer, strip_quantizer
+
+    strip_quantizer(merged)
     tokenizer = load_tokenizer(tok_src)
     out = out.expanduser()
     tmp = out.with_name(out.name + ".tmp-merge")
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    (tmp / "merge_info.json").write_text(json.dumps(
-        {"base": str(base), "adapter": str(adapter)}, indent=2), encoding="utf-8")
+    (tmp / "merge_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
     n = sum(p.numel() for p in merged.parameters())
     return MergeResult(out, n, str(next(merged.parameters()).dtype).removeprefix("torch."))
+
+
+def merge_adapters(base: str, adapters: list[Path], out: Path, *,
+                   weights: list[float] | None = None, method: str = "linear",
+                   density: float = 0.5, dtype: str | None = None) -> MergeResult:
+    """Several adapters of one base, combined (linear or TIES) and merged into it."""
+    from trainer.combine import apply_deltas, combine, lora_deltas
+
+    deltas = [lora_deltas(a) for a in adapters]
+    combined = combine(deltas, weights, method, density)
+    model = _load_base(base, dtype)
+    apply_deltas(model, combined)
+    first = adapters[0]
+    tok_src = str(first) if (first / "tokenizer_config.json").exists() else base
+    return _save(model, tok_src, out, {
+        "base": str(base), "adapters": [str(a) for a in adapters], "method": method,
+        "weights": weights, "density": density if method == "ties" else None})

@@ -120,7 +120,17 @@ def register(sub: Any) -> None:
         description="Fold the adapter into the base weights and save a plain safetensors "
         "model with tokenizer and chat template, ready for `edgeagent convert gguf`.")
     m.add_argument("--base", required=True, help="base model: HF dir, .gguf, or Hub id")
-    m.add_argument("--adapter", type=Path, required=True, help="adapter directory")
+    which = m.add_mutually_exclusive_group(required=True)
+    which.add_argument("--adapter", type=Path, help="adapter directory")
+    which.add_argument("--adapters", metavar="A,B,…",
+                       help="several adapters of the same base, combined (see --combine)")
+    m.add_argument("--weights", metavar="W,W,…",
+                   help="one weight per adapter (default: equal, summing to 1)")
+    m.add_argument("--combine", choices=("linear", "ties"), default="linear",
+                   help="linear: weighted sum of the weight deltas; ties: trim, elect sign, "
+                   "disjoint mean (TIES-merging)")
+    m.add_argument("--density", type=float, default=0.5,
+                   help="ties: the fraction of each delta's largest entries kept (0.5)")
     m.add_argument("--out", "-o", type=Path, required=True, help="output directory")
     m.add_argument("--dtype", choices=("float32", "float16", "bfloat16"),
                    help="weight dtype of the merged model (default: the base's)")
@@ -326,6 +336,22 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     _need_train_extra()
     from trainer.merge import merge
 
+    if args.adapters:
+        from trainer.merge import merge_adapters
+
+        adapters = [Path(a) for a in args.adapters.split(",") if a.strip()]
+        try:
+            weights = ([float(w) for w in args.weights.split(",")] if args.weights else None)
+        except ValueError:
+            raise UserError(f"--weights must be numbers separated by commas: {args.weights}"
+                            ) from None
+        result = merge_adapters(args.base, adapters, args.out, weights=weights,
+                                method=args.combine, density=args.density, dtype=args.dtype)
+        print(f"combined {len(adapters)} adapters ({args.combine}) and merged "
+              f"{result.parameters:,} parameters ({result.dtype}) into {result.path}")
+        return 0
+    if args.weights:
+        raise UserError("--weights goes with --adapters")
     result = merge(args.base, args.adapter, args.out, dtype=args.dtype)
     print(f"merged {result.parameters:,} parameters ({result.dtype}) into {result.path}")
     return 0
