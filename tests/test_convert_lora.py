@@ -407,7 +407,12 @@ def test_models_add_records_a_conversion_and_refuses_an_adapter(
     entry = Registry.load().get("tiny-student")
     assert (entry.architecture, entry.quant) == ("llama", "F16")
     assert entry.size_bytes == model.stat().st_size
-    assert entry.source == f"converted:{tiny_llama.resolve().as_uri()}"
+    # the HF directory it was converted from (file:// URI), read back from the GGUF
+    assert entry.source.startswith("converted:file:///")
+    from urllib.parse import unquote, urlparse
+
+    src = Path(unquote(urlparse(entry.source.removeprefix("converted:")).path))
+    assert json.loads((src / "config.json").read_text())["model_type"] == "llama"
     assert entry.sha256 == hashlib.sha256(model.read_bytes()).hexdigest()
     capsys.readouterr()
 
