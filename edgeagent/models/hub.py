@@ -14,7 +14,6 @@ Not covered: gated repos beyond a token in `HF_TOKEN`, non-GGUF weights.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
@@ -25,6 +24,7 @@ import httpx
 
 from edgeagent import locations
 from edgeagent.errors import UserError
+from edgeagent.wheelfetch import sha256_file
 
 PREFERRED = ("Q4_K_M", "Q4_0", "Q8_0")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -86,14 +86,6 @@ def choose_file(files: dict[str, dict[str, Any]]) -> str:
     return min(files, key=lambda f: files[f].get("size") or 0)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def pull(spec: str, *, show_progress: bool = True) -> tuple[Path, str | None]:
     """Download `spec` into the models dir; return (path, sha256 checked)."""
     repo, file = parse_spec(spec)
@@ -115,7 +107,7 @@ def pull(spec: str, *, show_progress: bool = True) -> tuple[Path, str | None]:
         part = downloads / f"{repo.replace('/', '--')}--{Path(file).name}.part"
         url = f"{endpoint()}/{repo}/resolve/main/{file}"
         expected = _download(client, url, part, expected, show_progress)
-    digest = _sha256(part)
+    digest = sha256_file(part)
     if expected and digest != expected:
         part.unlink(missing_ok=True)
         raise UserError(f"checksum mismatch for {file}: expected {expected}, got {digest}; "

@@ -73,16 +73,6 @@ def read_gguf_info(path: Path) -> dict[str, Any]:
             "type": field("general.type") or "model", "source": field("general.source.url")}
 
 
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-.") or "model"
 
@@ -132,7 +122,9 @@ class Registry:
         if source == "local" and info["source"]:
             source = f"converted:{info['source']}"
         if sha256 is None:
-            sha256 = _file_sha256(path)
+            from edgeagent.wheelfetch import sha256_file
+
+            sha256 = sha256_file(path)
         if name is None:
             name = _slug(str(info.get("name") or path.stem))
             if info["quant"] != "unknown" and info["quant"].lower() not in name:
