@@ -424,3 +424,48 @@ def test_models_add_records_a_conversion_and_refuses_an_adapter(
     assert "is a LoRA adapter, not a model" in err and "--lora" in err
     assert err.count("\n") == 1
     assert [e.name for e in Registry.load().entries.values()] == ["tiny-student"]
+
+
+def test_eval_applies_lora(
+    lora_pair: Any, converted: Any, tiny_llama: Path, tmp_path: Path,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`eval --lora`: the adapter on the base answers like the merged model; the
+    run records it, and resuming that folder without it is refused."""
+    _llama_cpp_or_skip()
+    from test_eval_support import write_bench
+
+    from converters import convert_lora_to_gguf, convert_to_gguf
+    from edgeagent.agent.trajectory import read_records
+    from edgeagent.cli import main
+
+    adapter, merged = lora_pair("llama")
+    lora = convert_lora_to_gguf(adapter, tiny_llama, tmp_path / "a.gguf", outtype="f32").path
+    merged_gguf = convert_to_gguf(merged, tmp_path / "m.gguf", outtype="f32").path
+    base = converted("llama", "f32")
+    bench = write_bench(tmp_path / "gsm_tiny.json", [
+        {"id": i, "question": f"What is {i} + {i}?", "answer": str(2 * i)} for i in range(2)])
+
+    def run(out: str, model: Path, *extra: str) -> list[str]:
+        argv = ["eval", "--bench", str(bench), "--mode", "direct", "--max-tokens", "8",
+                "--n-ctx", "512", "--threads", "2", "--model", str(model),
+                "--out", str(tmp_path / out), *extra]
+        assert main(argv) == 0, capsys.readouterr().err
+        return [r.steps[0].text for r in read_records(tmp_path / out / "gsm_tiny.jsonl")]
+
+    with_lora = run("lora", base, "--lora", str(lora))
+    assert with_lora == run("merged", merged_gguf)
+    assert with_lora != run("base", base)
+    settings = json.loads((tmp_path / "lora" / "run.json").read_text())
+    assert settings["lora"] == "a.gguf" and settings["lora_scale"] == 1.0
+    assert json.loads((tmp_path / "base" / "run.json").read_text())["lora"] is None
+    capsys.readouterr()
+    assert main(["eval", "--bench", str(bench), "--mode", "direct", "--max-tokens", "8",
+                 "--model", str(base), "--out", str(tmp_path / "lora")]) == 2
+    _one_line_error(capsys.readouterr().err, "other settings (lora")
+    assert main(["eval", "--bench", str(bench), "--out", str(tmp_path / "x"),
+                 "--lora-scale", "0.5"]) == 2
+    _one_line_error(capsys.readouterr().err, "--lora-scale needs --lora")
+    assert main(["eval", "--bench", str(bench), "--out", str(tmp_path / "x"),
+                 "--lora", str(tmp_path / "missing.gguf")]) == 2
+    _one_line_error(capsys.readouterr().err, "LoRA adapter not found")

@@ -77,3 +77,34 @@ def test_sigkill_then_resume(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     b = summary["benchmarks"]["gsm_hard_tiny"]
     assert summary["complete"] and b["n"] == b["total"] == n and b["accuracy"] == 1.0
+
+
+def test_ctrl_c_writes_a_partial_summary_then_resume(tmp_path: Path) -> None:
+    """Ctrl+C (SIGINT) stops the run with summary.json for what finished, so a
+    partial run can be compared; starting it again completes it."""
+    n = 10
+    rows = [{"id": f"y{i}", "question": f"What is {i} * 3?", "answer": str(3 * i)}
+            for i in range(n)]
+    bench = write_bench(tmp_path / "gsm_hard_tiny.json", rows)
+    (tmp_path / "answers.json").write_text(json.dumps(
+        {r["question"]: r["answer"] for r in rows}))
+    out = tmp_path / "out"
+    traj_file = out / "gsm_hard_tiny.jsonl"
+    proc = _start(tmp_path, bench, out, tmp_path / "asked1.jsonl", delay=0.4)
+    deadline = time.monotonic() + 60
+    while _lines(traj_file) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    summary = json.loads((out / "summary.json").read_text())
+    b = summary["benchmarks"]["gsm_hard_tiny"]
+    assert summary["complete"] is False and b["total"] == n
+    assert b["n"] == len(read_records(traj_file)) and 2 <= b["n"] < n
+    assert b["accuracy"] == 1.0
+
+    proc = _start(tmp_path, bench, out, tmp_path / "asked2.jsonl", delay=0.0)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+    assert sorted(r.id for r in read_records(traj_file)) == sorted(r["id"] for r in rows)
+    assert json.loads((out / "summary.json").read_text())["complete"] is True

@@ -68,6 +68,10 @@ def register(sub: Any) -> None:
     p.add_argument("--n-ctx", type=int, default=8192, help="context size (default 8192)")
     p.add_argument("--threads", type=int, default=None,
                    help="llama.cpp threads per worker (default: cores / workers - 1, at least 1)")
+    p.add_argument("--lora", default=None, metavar="FILE",
+                   help="LoRA adapter GGUF to apply to --model (from `edgeagent convert lora`)")
+    p.add_argument("--lora-scale", type=float, default=None, metavar="X",
+                   help="LoRA strength (default 1.0)")
     p.set_defaults(handler=handle)
 
     csub = p.add_subparsers(dest="eval_command", metavar="compare")
@@ -101,6 +105,10 @@ def _check(args: argparse.Namespace) -> None:
         raise UserError("--max-steps must be at least 1")
     if args.max_tokens is not None and args.max_tokens < 1:
         raise UserError("--max-tokens must be at least 1")
+    if args.lora_scale is not None and args.lora is None:
+        raise UserError("--lora-scale needs --lora FILE")
+    if args.lora is not None and not Path(args.lora).is_file():
+        raise UserError(f"LoRA adapter not found: {args.lora}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a folder")
@@ -154,6 +162,8 @@ def handle(args: argparse.Namespace) -> int:
         mode=args.mode, votes=args.votes, temperature=args.temperature, top_p=args.top_p,
         max_steps=args.max_steps, max_tokens=args.max_tokens, seed=args.seed,
         prompt=args.prompt, model=path.name, wiki=wiki, judge=args.judge,
+        lora=Path(args.lora).name if args.lora else None,
+        lora_scale=(1.0 if args.lora_scale is None else args.lora_scale) if args.lora else None,
     )
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     # one core is left free: llama.cpp's threads spin-wait, and on a shared or
@@ -161,11 +171,14 @@ def handle(args: argparse.Namespace) -> int:
     threads = args.threads or max(1, (cores or 1) // args.workers - 1)
     n_ctx = args.n_ctx
     votes = args.votes
+    lora = args.lora
+    lora_scale = 1.0 if config.lora_scale is None else config.lora_scale
 
     def make_engine() -> Any:
         from edgeagent.engines.llamacpp import LlamaCppEngine
 
-        return LlamaCppEngine(path, n_ctx=n_ctx, n_threads=threads, max_parallel=max(1, votes))
+        return LlamaCppEngine(path, n_ctx=n_ctx, n_threads=threads, max_parallel=max(1, votes),
+                              lora=lora, lora_scale=lora_scale)
 
     def make_search() -> Any:
         if wiki is None:

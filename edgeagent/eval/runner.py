@@ -14,7 +14,8 @@ Files in the output folder:
   finish (`append_record`), so a killed run loses at most the questions in
   flight; a rerun skips `done_ids` and never writes an id twice.
 - `summary.json`: `{run, benchmarks: {name: metrics}, average, complete}`
-  (metrics: `edgeagent.eval.metrics`), rewritten after every benchmark.
+  (metrics: `edgeagent.eval.metrics`), rewritten after every benchmark and
+  when a run is interrupted, so a partial run can be compared.
 
 Workers are threads, each with its own engine (`make_engine`), search
 function and solver (an `Agent` or a `CotRunner`); llama.cpp and the sandbox
@@ -52,7 +53,7 @@ EvalMode = Literal["agent", "cot", "direct"]
 DEFAULT_MAX_TOKENS = {"agent": 512, "cot": 1024, "direct": 64}
 # settings that must match when a run is resumed
 IDENTITY = ("mode", "votes", "temperature", "top_p", "max_steps", "max_tokens", "seed",
-            "prompt", "model", "wiki", "judge")
+            "prompt", "model", "wiki", "judge", "lora", "lora_scale")
 
 
 @dataclass
@@ -70,6 +71,8 @@ class EvalConfig:
     model: str = "model"
     wiki: str | None = None
     judge: str | None = None
+    lora: str | None = None  # adapter GGUF file name; None: the model alone
+    lora_scale: float | None = None  # None without an adapter
 
     def tokens(self) -> int:
         return self.max_tokens or DEFAULT_MAX_TOKENS[self.mode]
@@ -268,6 +271,7 @@ def run_eval(
                     for fut in futures:
                         fut.cancel()
                     pool_workers.cancel()
+                    summarize(benchmarks, out, config, limit)  # the partial run, comparable
                     raise
                 summary = summarize(benchmarks, out, config, limit)
                 if not show:
