@@ -305,3 +305,20 @@ def test_judge_scores_qa_only(benches: list[Any], tmp_path: Path) -> None:
     assert qa["judge"] == 0.5 and qa["score"] == 0.5 and qa["em"] == 0.25
     assert len(asked) == 4  # never asked about math
     assert summary["run"]["judge"] == "http://x"
+
+
+def test_compare_markdown_marks_partial_runs_and_the_best(
+        benches: list[Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _run(benches, tmp_path / "agent")
+    _run(benches, tmp_path / "cot", mode="cot", limit=2)  # fewer questions: n is shown
+    runs = compare.load_runs([tmp_path / "agent", tmp_path / "cot"])
+    lines = compare.markdown(runs, "score").splitlines()
+    assert lines[0] == "score (%)"
+    assert lines[2] == "| run | gsm_hard_mini (math) | hotpotqa_mini (qa) | avg |"
+    assert lines[4] == "| agent · votes 1 | **100.0 (n=3)** | 25.0 (n=4) | 62.5 |"
+    assert lines[5] == "| cot · votes 1 | **100.0 (n=2)** | **50.0 (n=2)** | **75.0** |"
+    assert main(["eval", "compare", str(tmp_path / "agent"), "--metric", "steps_per_question",
+                 "--markdown", "--no-chart"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("steps_per_question\n")
+    assert out.endswith("| fake · agent · votes 1 | 1.00 | 2.00 | 1.50 |\n")  # one run: the model

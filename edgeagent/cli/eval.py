@@ -85,6 +85,8 @@ def register(sub: Any) -> None:
     c.add_argument("--png", default="eval-compare.png", metavar="PATH",
                    help="bar chart file (default: eval-compare.png)")
     c.add_argument("--no-chart", action="store_true", help="table only")
+    c.add_argument("--markdown", action="store_true",
+                   help="print the table as GitHub markdown (for notes and issues)")
     c.set_defaults(handler=handle_compare)
 
 
@@ -236,10 +238,13 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
 def handle_compare(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from edgeagent.eval.compare import chart, load_runs, table
+    from edgeagent.eval.compare import chart, load_runs, markdown, table
 
     runs = load_runs(args.dirs)
-    Console().print(table(runs, args.metric))
+    if args.markdown:
+        sys.stdout.write(markdown(runs, args.metric))
+    else:
+        Console().print(table(runs, args.metric))
     if not args.no_chart:
         png = chart(runs, Path(args.png), args.metric)
         print(f"chart: {png}", file=sys.stderr)

@@ -6,7 +6,8 @@ model only when it differs);
 `table(runs, metric)` is a rich table: one row per run, one column per
 benchmark (factual QA first, then math, in the paper's order) plus the
 macro average, scores in percent, `(n=…)` where a cell's question
-count is partial or differs between runs; `chart(runs, png, metric)` draws grouped
+count is partial or differs between runs; `markdown(runs, metric)` is the
+same table as GitHub markdown; `chart(runs, png, metric)` draws grouped
 bars (benchmarks on the x axis, one bar per run) with matplotlib (imported
 here only, Agg backend).
 
@@ -116,40 +117,64 @@ def rows(runs: list[Run], metric: str = "score") -> list[tuple[str, list[float |
     return out
 
 
-def table(runs: list[Run], metric: str = "score") -> Table:
-    from rich.table import Table
-
+def _formatted(runs: list[Run], metric: str) -> list[tuple[str, list[tuple[str, bool]]]]:
+    """(label, [(cell text, best in its column)] per benchmark + avg); `(n=…)` where a
+    cell's question count is partial or differs between runs; `–` where missing."""
     cols = columns(runs)
-    t = Table(title=f"edgeagent eval — {metric} (%)", show_lines=False)
-    t.add_column("run", style="bold")
-    kinds = {c: next((r.summary["benchmarks"][c].get("kind") for r in runs
-                      if c in r.summary["benchmarks"]), "") for c in cols}
-    for c in cols:
-        t.add_column(f"{c}\n[dim]{kinds[c]}[/]", justify="right")
-    t.add_column("avg", justify="right", style="bold")
     data = rows(runs, metric)
     best: list[float | None] = []
     for i in range(len(cols) + 1):
         present = [v for _, vs in data if (v := vs[i]) is not None]
         best.append(max(present) if present else None)
-    # question counts per column: shown when the runs differ
     ns = [{r.summary["benchmarks"].get(c, {}).get("n") for r in runs} - {None} for c in cols]
+    out = []
     for (name, vals), r in zip(data, runs, strict=True):
         cells = []
         for i, v in enumerate(vals):
             if v is None:
-                cells.append("–")
+                cells.append(("–", False))
                 continue
             text = f"{100 * v:.1f}" if metric in _PERCENT else f"{v:.2f}"
             if i < len(cols):
                 b = r.summary["benchmarks"][cols[i]]
                 if b.get("n") != b.get("total") or len(ns[i]) > 1:
-                    text += f" [dim](n={b.get('n')})[/]"
-            if len(data) > 1 and best[i] is not None and v == best[i]:
-                text = f"[green]{text}[/]"
-            cells.append(text)
-        t.add_row(name, *cells)
+                    text += f" (n={b.get('n')})"
+            cells.append((text, len(data) > 1 and best[i] is not None and v == best[i]))
+        out.append((name, cells))
+    return out
+
+
+def _kinds(runs: list[Run]) -> dict[str, str]:
+    return {c: next((r.summary["benchmarks"][c].get("kind") for r in runs
+                     if c in r.summary["benchmarks"]), "") for c in columns(runs)}
+
+
+def table(runs: list[Run], metric: str = "score") -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title=f"edgeagent eval — {metric} (%)" if metric in _PERCENT
+              else f"edgeagent eval — {metric}", show_lines=False)
+    t.add_column("run", style="bold")
+    for c, kind in _kinds(runs).items():
+        t.add_column(f"{c}\n[dim]{kind}[/]", justify="right")
+    t.add_column("avg", justify="right", style="bold")
+    for name, cells in _formatted(runs, metric):
+        t.add_row(escape(name), *(f"[green]{escape(x)}[/]" if b else escape(x)
+                                  for x, b in cells))
     return t
+
+
+def markdown(runs: list[Run], metric: str = "score") -> str:
+    """The same table as GitHub markdown (best of each column in bold), for notes and issues."""
+    unit = " (%)" if metric in _PERCENT else ""
+    head = ["run", *(f"{c} ({k})" if k else c for c, k in _kinds(runs).items()), "avg"]
+    lines = [f"{metric}{unit}", "", "| " + " | ".join(head) + " |",
+             "|---" + "|---:" * (len(head) - 1) + "|"]
+    for name, cells in _formatted(runs, metric):
+        lines.append("| " + " | ".join([name.replace("|", "/"),
+                                        *(f"**{x}**" if b else x for x, b in cells)]) + " |")
+    return "\n".join(lines) + "\n"
 
 
 _PERCENT = {"score", "em", "f1", "judge", "accuracy", "answered", "parse_error_rate",
