@@ -125,7 +125,8 @@ def _formatted(runs: list[Run], metric: str) -> list[tuple[str, list[tuple[str, 
     best: list[float | None] = []
     for i in range(len(cols) + 1):
         present = [v for _, vs in data if (v := vs[i]) is not None]
-        best.append(max(present) if present else None)
+        # a column where every run scores the same has no best
+        best.append(max(present) if present and max(present) > min(present) else None)
     ns = [{r.summary["benchmarks"].get(c, {}).get("n") for r in runs} - {None} for c in cols]
     out = []
     for (name, vals), r in zip(data, runs, strict=True):
@@ -139,7 +140,7 @@ def _formatted(runs: list[Run], metric: str) -> list[tuple[str, list[tuple[str, 
                 b = r.summary["benchmarks"][cols[i]]
                 if b.get("n") != b.get("total") or len(ns[i]) > 1:
                     text += f" (n={b.get('n')})"
-            cells.append((text, len(data) > 1 and best[i] is not None and v == best[i]))
+            cells.append((text, best[i] is not None and v == best[i]))
         out.append((name, cells))
     return out
 
