@@ -323,3 +323,13 @@ def test_compare_markdown_marks_partial_runs_and_the_best(
     out = capsys.readouterr().out
     assert out.startswith("steps_per_question\n")
     assert out.endswith("| fake · agent · votes 1 | 1.00 | 2.00 | 1.50 |\n")  # one run: the model
+
+
+def test_compare_best_is_the_lowest_error_rate_and_none_for_steps(
+        benches: list[Any], tmp_path: Path) -> None:
+    _run(benches, tmp_path / "agent")  # hotpotqa_mini: parse errors 5/8, 2.0 steps
+    _run(benches, tmp_path / "cot", mode="cot")  # parse errors 1/4, 1 step
+    runs = compare.load_runs([tmp_path / "agent", tmp_path / "cot"])
+    errors = compare.markdown(runs, "parse_error_rate").splitlines()
+    assert "| 62.5 |" in errors[4] and "| **25.0** |" in errors[5]
+    assert "**" not in compare.markdown(runs, "steps_per_question")

@@ -6,10 +6,11 @@ model only when it differs);
 `table(runs, metric)` is a rich table: one row per run, one column per
 benchmark (factual QA first, then math, in the paper's order) plus the
 macro average, scores in percent, `(n=…)` where a cell's question
-count is partial or differs between runs; `markdown(runs, metric)` is the
-same table as GitHub markdown; `chart(runs, png, metric)` draws grouped
-bars (benchmarks on the x axis, one bar per run) with matplotlib (imported
-here only, Agg backend).
+count is partial or differs between runs, the best of a column highlighted
+(highest score, lowest error rate, time or tokens; none for counts such as
+steps); `markdown(runs, metric)` is the same table as GitHub markdown;
+`chart(runs, png, metric)` draws grouped bars (benchmarks on the x axis, one
+bar per run) with matplotlib (imported here only, Agg backend).
 
 Not covered: significance tests, runs with different question sets (the
 `n` of each cell is shown so a partial run is visible).
@@ -122,11 +123,13 @@ def _formatted(runs: list[Run], metric: str) -> list[tuple[str, list[tuple[str, 
     cell's question count is partial or differs between runs; `–` where missing."""
     cols = columns(runs)
     data = rows(runs, metric)
+    pick = max if metric in _HIGHER_BETTER else min if metric in _LOWER_BETTER else None
     best: list[float | None] = []
     for i in range(len(cols) + 1):
         present = [v for _, vs in data if (v := vs[i]) is not None]
-        # a column where every run scores the same has no best
-        best.append(max(present) if present and max(present) > min(present) else None)
+        # no best where every run ties, nor for counts such as steps per question
+        best.append(pick(present) if pick and present and max(present) > min(present)
+                    else None)
     ns = [{r.summary["benchmarks"].get(c, {}).get("n") for r in runs} - {None} for c in cols]
     out = []
     for (name, vals), r in zip(data, runs, strict=True):
@@ -178,6 +181,9 @@ def markdown(runs: list[Run], metric: str = "score") -> str:
     return "\n".join(lines) + "\n"
 
 
+_HIGHER_BETTER = {"score", "em", "f1", "judge", "accuracy", "answered"}
+_LOWER_BETTER = {"parse_error_rate", "exec_error_rate", "fallback_rate", "seconds_per_question",
+                 "prompt_tokens_per_question", "completion_tokens_per_question"}
 _PERCENT = {"score", "em", "f1", "judge", "accuracy", "answered", "parse_error_rate",
             "exec_error_rate", "fallback_rate"}
 
