@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -252,12 +253,26 @@ def test_fanout_of_eight_is_fast_on_a_warm_worker() -> None:
 # ---------------------------------------------------------------- restarts and config
 
 
+def _wait_dead(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"worker {pid} still alive")
+
+
 def test_worker_killed_from_outside_restarts_with_a_plain_message() -> None:
     with CodeSandbox(timeout_s=5) as box:
         ok(box, "x = 1")
         pid = box.worker_pid
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
+        _wait_dead(pid)  # its pipe is closed: the next request's write fails (EPIPE)
         result = box.run("x")
         assert result.restarted and result.error is not None
         assert "variables, imports and functions from earlier steps were lost" in result.error

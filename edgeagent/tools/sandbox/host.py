@@ -273,8 +273,7 @@ class CodeSandbox:
             self.discard()
         worker = self._ensure()
         try:
-            protocol.send(worker.wfd, {"t": "run", "code": code, "timeout": self.timeout_s},
-                          time.monotonic() + 5)
+            self._send(worker, {"t": "run", "code": code, "timeout": self.timeout_s})
             msg = self._await(worker, "result", self.timeout_s + self.kill_grace_s,
                               protocol.result_bound(self.max_output_chars))
         except _WorkerLost as lost:
@@ -297,10 +296,8 @@ class CodeSandbox:
         worker = self._ensure()
         grace = self.kill_grace_s
         try:
-            protocol.send(
-                worker.wfd,
-                {"t": "cands", "codes": to_send, "timeout": self.timeout_s, "grace": grace},
-                time.monotonic() + 5,
+            self._send(
+                worker, {"t": "cands", "codes": to_send, "timeout": self.timeout_s, "grace": grace}
             )
             msg = self._await(
                 worker, "results", self.timeout_s + 2 * grace + 0.05 * len(to_send) + 0.5,
@@ -353,7 +350,7 @@ class CodeSandbox:
         if worker is None:
             return False
         try:
-            protocol.send(worker.wfd, request, time.monotonic() + 5)
+            self._send(worker, request)
             msg = self._await(worker, ("committed", "discarded"), 5.0, 4096)
         except _WorkerLost:
             self._drop_worker()
@@ -384,6 +381,19 @@ class CodeSandbox:
         worker = self._worker
         assert worker is not None
         return worker
+
+    @staticmethod
+    def _send(worker: _Worker, request: dict[str, Any]) -> None:
+        """A request to the worker; a worker that died before reading it is `_WorkerLost`
+        (the write can hit the closed pipe before the death is noticed anywhere else)."""
+        try:
+            protocol.send(worker.wfd, request, time.monotonic() + 5)
+        except protocol.ChannelTimeout:
+            raise _WorkerLost("timeout", timed_out=True) from None
+        except protocol.ChannelClosed:
+            raise _WorkerLost("crashed") from None
+        except protocol.ProtocolError as exc:
+            raise _WorkerLost(f"protocol: {exc}") from None
 
     def _await(
         self, worker: _Worker, kinds: str | tuple[str, ...], budget_s: float, bound: int
