@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -72,6 +72,19 @@ class _WorkerLost(Exception):
     def __init__(self, message: str, *, timed_out: bool = False) -> None:
         super().__init__(message)
         self.timed_out = timed_out
+
+
+@contextlib.contextmanager
+def _lost_on_channel_errors() -> Iterator[None]:
+    """Pipe failures while talking to the worker become `_WorkerLost` (a restart)."""
+    try:
+        yield
+    except protocol.ChannelTimeout:
+        raise _WorkerLost("timeout", timed_out=True) from None
+    except protocol.ChannelClosed:
+        raise _WorkerLost("crashed") from None
+    except protocol.ProtocolError as exc:
+        raise _WorkerLost(f"protocol: {exc}") from None
 
 
 class _Worker:
@@ -386,20 +399,14 @@ class CodeSandbox:
     def _send(worker: _Worker, request: dict[str, Any]) -> None:
         """A request to the worker; a worker that died before reading it is `_WorkerLost`
         (the write can hit the closed pipe before the death is noticed anywhere else)."""
-        try:
+        with _lost_on_channel_errors():
             protocol.send(worker.wfd, request, time.monotonic() + 5)
-        except protocol.ChannelTimeout:
-            raise _WorkerLost("timeout", timed_out=True) from None
-        except protocol.ChannelClosed:
-            raise _WorkerLost("crashed") from None
-        except protocol.ProtocolError as exc:
-            raise _WorkerLost(f"protocol: {exc}") from None
 
     def _await(
         self, worker: _Worker, kinds: str | tuple[str, ...], budget_s: float, bound: int
     ) -> dict[str, Any]:
         deadline = time.monotonic() + budget_s
-        try:
+        with _lost_on_channel_errors():
             while True:
                 msg = protocol.recv(worker.rfd, bound, deadline)
                 kind = msg.get("t")
@@ -410,12 +417,6 @@ class CodeSandbox:
                 if kind == kinds or (isinstance(kinds, tuple) and kind in kinds):
                     return msg
                 raise protocol.ProtocolError(f"unexpected message {kind!r}")
-        except protocol.ChannelTimeout:
-            raise _WorkerLost("timeout", timed_out=True) from None
-        except protocol.ChannelClosed:
-            raise _WorkerLost("crashed") from None
-        except protocol.ProtocolError as exc:
-            raise _WorkerLost(f"protocol: {exc}") from None
 
     def _answer_tool(self, worker: _Worker, msg: dict[str, Any]) -> float:
         started = time.monotonic()
