@@ -44,13 +44,17 @@ def _lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
+def _bench(tmp: Path, rows: list[dict[str, str]]) -> Path:
+    """The benchmark file, and the answer table `_start`'s fake engine reads."""
+    (tmp / "answers.json").write_text(json.dumps({r["question"]: r["answer"] for r in rows}))
+    return write_bench(tmp / "gsm_hard_tiny.json", rows)
+
+
 def test_sigkill_then_resume(tmp_path: Path) -> None:
     n = 12
     rows = [{"id": f"x{i}", "question": f"What is {i} + {i}?", "answer": str(2 * i)}
             for i in range(n)]
-    bench = write_bench(tmp_path / "gsm_hard_tiny.json", rows)
-    (tmp_path / "answers.json").write_text(json.dumps(
-        {r["question"]: r["answer"] for r in rows}))
+    bench = _bench(tmp_path, rows)
     out, log1, log2 = tmp_path / "out", tmp_path / "asked1.jsonl", tmp_path / "asked2.jsonl"
     traj_file = out / "gsm_hard_tiny.jsonl"
 
@@ -85,9 +89,7 @@ def test_ctrl_c_writes_a_partial_summary_then_resume(tmp_path: Path) -> None:
     n = 10
     rows = [{"id": f"y{i}", "question": f"What is {i} * 3?", "answer": str(3 * i)}
             for i in range(n)]
-    bench = write_bench(tmp_path / "gsm_hard_tiny.json", rows)
-    (tmp_path / "answers.json").write_text(json.dumps(
-        {r["question"]: r["answer"] for r in rows}))
+    bench = _bench(tmp_path, rows)
     out = tmp_path / "out"
     traj_file = out / "gsm_hard_tiny.jsonl"
     proc = _start(tmp_path, bench, out, tmp_path / "asked1.jsonl", delay=0.4)
