@@ -55,7 +55,14 @@ def test_each_step_evaluates_only_new_tokens(tiny: LlamaCppEngine) -> None:
     agent = Agent(tiny, config=AgentConfig(max_steps=3, max_tokens=24, fallback=False))
     traj = agent.run("What is 2 + 2?")
     evaluated = [s.timings["prompt_tokens_evaluated"] for s in traj.steps]
-    assert len(evaluated) == 3 and evaluated[0] > 300  # the system prompt
+    # the system prompt is kept before step 1 (`keep_prefix`); step 1 evaluates the task turn
+    system = traj.tokens["prompt_evaluated"] - sum(evaluated)
+    assert len(evaluated) == 3 and system > 300 and evaluated[0] < 200, (system, evaluated)
+    # the next question reuses the kept system prompt: only its own tokens again
+    other = agent.run("What is 3 + 3?")
+    assert other.tokens["prompt_evaluated"] == sum(
+        s.timings["prompt_tokens_evaluated"] for s in other.steps)
+    assert other.steps[0].timings["prompt_tokens_evaluated"] < 200
     for k in (1, 2):
         prompt = tiny.tokenize(tiny.render(traj.messages[: 2 + 2 * k]))
         seen = tiny.tokenize(tiny.render(traj.messages[: 2 * k]) + traj.steps[k - 1].text)

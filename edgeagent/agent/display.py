@@ -37,7 +37,7 @@ class RichPrinter:
             if event.candidate == 0 and self.votes == 1:
                 c.print(event.text, end="", markup=False, highlight=False, soft_wrap=True)
         elif isinstance(event, ev.Candidate):
-            mark = "[green]✓[/]" if event.ok else "[red]✗[/]"
+            mark = "[yellow]✂[/]" if event.cut else "[green]✓[/]" if event.ok else "[red]✗[/]"
             what = event.error.splitlines()[0] if event.error else event.key
             c.print(f"{mark} candidate {event.index}: ", _clip(what, 100), markup=True,
                     highlight=False)

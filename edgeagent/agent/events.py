@@ -55,6 +55,7 @@ class Candidate:
     observation: str
     error: str | None = None
     final_answer: Any = None
+    cut: bool = False  # the vote was decided before it finished: not run, not counted
 
 
 @dataclass(frozen=True)

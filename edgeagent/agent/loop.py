@@ -10,7 +10,13 @@ action (`votes == 1`, greedy by default) or N candidates in ONE batched
 `generate` call (`votes > 1`, temperature 0.4 / top-p 0.8 by default), parses
 each (`parse`), runs each in its own fork of the sandbox state
 (`run_candidates`), votes (`vote`), and commits the chosen fork without running
-it again. `final_answer(x)` ends the run; after `max_steps` one fallback call
+it again. With `straggler="quorum"` (the default) the batch ends once half the
+candidates have finished their action (or one that is still going has run far
+longer than those that finished): the rest are recorded as `cut` and not run.
+`straggler="wait"` waits for every candidate, as the paper does. A KV-caching
+engine keeps the fixed start of the agent prompt (and of the fallback prompt)
+across questions (`keep_prefix`), so a new question evaluates only its own
+tokens. `final_answer(x)` ends the run; after `max_steps` one fallback call
 asks for the answer from the agent's memory. Malformed output and failing code
 become error turns for the next step; the loop itself raises only for
 KeyboardInterrupt (after emitting `Cancelled`).
@@ -27,14 +33,14 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from edgeagent.agent import events as ev
 from edgeagent.agent.parse import STOP_SEQUENCES, ParsedAction, assistant_turn, parse_action
 from edgeagent.agent.prompts import PromptKind, Prompts, load_prompts
 from edgeagent.agent.trajectory import CandidateRecord, StepRecord, Trajectory
 from edgeagent.agent.vote import choose, vote_key
-from edgeagent.engines.base import Completion, Engine, Message
+from edgeagent.engines.base import Completion, Engine, Message, StragglerPolicy
 from edgeagent.errors import UserError
 
 if TYPE_CHECKING:
@@ -42,6 +48,7 @@ if TYPE_CHECKING:
     from edgeagent.tools.sandbox.result import ExecResult
     from edgeagent.wiki.passages import Passage
 
+CUT_ERROR = "cut short: the vote was decided before this candidate finished"
 SearchFn = Callable[[str, int], "list[Passage]"]
 SandboxFactory = Callable[[dict[str, Callable[[str], str]]], "CodeSandbox"]
 
@@ -63,6 +70,17 @@ class AgentConfig:
     search_k: int = 3
     code_timeout_s: float = 10.0
     fallback: bool = True
+    straggler: Literal["wait", "quorum"] = "quorum"
+    quorum: int | None = None  # candidates that must finish; None: half of `votes`, rounded up
+    length_bound: float | None = 2.0  # cut a candidate this many times longer than the finished
+
+    def straggler_policy(self) -> StragglerPolicy | None:
+        """The engine-side policy for a voting step (None: wait for every candidate)."""
+        if self.straggler == "wait" or self.votes < 2:
+            return None
+        quorum = self.quorum if self.quorum is not None else (self.votes + 1) // 2
+        return StragglerPolicy(quorum=max(1, min(quorum, self.votes)),
+                               length_bound=self.length_bound)
 
     def sampling(self) -> tuple[float, float]:
         voting = self.votes > 1
@@ -133,6 +151,9 @@ class Agent:
             raise UserError("votes must be at least 1")
         if self.config.max_steps < 1:
             raise UserError("max steps must be at least 1")
+        if self.config.straggler not in ("wait", "quorum"):
+            raise UserError(f"unknown straggler policy {self.config.straggler!r} "
+                            "(wait or quorum)")
         self.on_event = on_event
         self.prompts = prompts or load_prompts()
         self.sandbox_factory = sandbox_factory or functools.partial(
@@ -176,6 +197,7 @@ class Agent:
         traj.tokens = {"prompt": 0, "completion": 0, "prompt_evaluated": 0}
         self._emit(ev.RunStart(question, self.model_name, cfg.votes, cfg.max_steps))
         messages = self.initial_messages(question)
+        traj.tokens["prompt_evaluated"] += self._keep_prefix(messages, question)
         log = _SearchLog(self.search, cfg.search_k)
         tools: dict[str, Callable[[str], str]] = {"web_search": log} if self.search else {}
         started = time.perf_counter()
@@ -211,6 +233,17 @@ class Agent:
             return self._cancelled(traj, messages, step_no, started)
         return self._finish(traj, messages, started)
 
+    def _keep_prefix(self, messages: Sequence[Message], question: str) -> int:
+        """Pin the question-independent start of `messages` in a KV-caching engine;
+        returns the tokens that cost (0 once kept)."""
+        keep = getattr(self.engine, "keep_prefix", None)
+        if not callable(keep) or not question.strip():
+            return 0
+        try:
+            return int(keep(messages, before=question))
+        except UserError:  # too long for the context: every step evaluates it instead
+            return 0
+
     # -- one step ------------------------------------------------------------
 
     def _generate(self, messages: Sequence[Message], step_no: int, n: int,
@@ -225,9 +258,13 @@ class Agent:
         if prefix:
             for i in range(n):
                 on_token(i, prefix)
+        extra: dict[str, Any] = {}
+        policy = cfg.straggler_policy() if n > 1 else None
+        if policy is not None and getattr(self.engine, "supports_straggler", False):
+            extra["straggler"] = policy
         return self.engine.generate(
             messages, n=n, temperature=temperature, top_p=top_p, max_tokens=cfg.max_tokens,
-            stop=list(STOP_SEQUENCES), seed=seed, prefix=prefix, on_token=on_token,
+            stop=list(STOP_SEQUENCES), seed=seed, prefix=prefix, on_token=on_token, **extra,
         )
 
     def _step(self, box: CodeSandbox, messages: list[Message], step_no: int,
@@ -245,7 +282,9 @@ class Agent:
         if self._cancel.is_set() or any(c.finish_reason == "cancelled" for c in comps):
             return None
         texts = [(prefix or "") + c.text for c in comps]
-        parsed = [parse_action(t) for t in texts]
+        cut = [c.finish_reason == "cut" for c in comps]
+        parsed = [ParsedAction(thought="", code=None, error=CUT_ERROR) if was_cut
+                  else parse_action(t) for t, was_cut in zip(texts, cut, strict=True)]
         runnable = [i for i, p in enumerate(parsed) if p.code is not None]
         results: list[ExecResult] = [ExecResult(error=p.error) for p in parsed]
         if n == 1:
@@ -265,10 +304,12 @@ class Agent:
                 self._emit(ev.Candidate(
                     step=step_no, index=i, thought=p.thought, code=p.code, key=keys[i],
                     ok=oks[i], observation=r.observation() if r.ok else "", error=r.error,
-                    final_answer=r.final_answer if r.is_final else None,
+                    final_answer=r.final_answer if r.is_final else None, cut=cut[i],
                 ))
             ballot = choose(keys, oks)
-            chosen = ballot.chosen if ballot.chosen is not None else 0
+            # none ok: keep the first that finished (a cut one has no error to learn from)
+            first_done = next((i for i, was_cut in enumerate(cut) if not was_cut), 0)
+            chosen = ballot.chosen if ballot.chosen is not None else first_done
             if chosen in runnable:
                 box.commit(runnable.index(chosen))  # the fork becomes the state; no re-run
             elif runnable:
@@ -284,12 +325,13 @@ class Agent:
             error=result.error, final=final, final_answer=result.final_answer if final else None,
             text=texts[chosen], chosen=chosen if record_candidates else None,
             timings={"generate_s": round(t1 - t0, 4), "execute_s": round(t2 - t1, 4),
-                     "prompt_tokens_evaluated": comps[0].timings.prompt_tokens_evaluated},
+                     "prompt_tokens_evaluated": comps[0].timings.prompt_tokens_evaluated,
+                     "completion_tokens": sum(c.completion_tokens for c in comps)},
         )
         if record_candidates and ballot is not None:
             step.candidates = [
-                CandidateRecord(text=t, key=k, ok=o, error=r.error)
-                for t, k, o, r in zip(texts, keys, oks, results, strict=True)
+                CandidateRecord(text=t, key=k, ok=o, error=r.error, cut=c)
+                for t, k, o, r, c in zip(texts, keys, oks, results, cut, strict=True)
             ]
             step.votes = dict(ballot.groups)
         self._emit(ev.Observation(step_no, action.thought, action.code, observation,
@@ -312,6 +354,7 @@ class Agent:
     def _fallback(self, traj: Trajectory, messages: list[Message], step_no: int) -> None:
         self._emit(ev.StepStart(step_no, fallback=True))
         chat = self.prompts.fallback_messages(messages[1:], traj.question)
+        traj.tokens["prompt_evaluated"] += self._keep_prefix(chat, traj.question)
         try:
             comp = self.engine.generate(
                 chat, n=1, temperature=0.0, max_tokens=self.config.max_tokens,

@@ -2,7 +2,7 @@
 
 A record is one task: `{id, question, gold?, dataset?, model, engine,
 prompt_version, steps: [{thought, code, observation, error, final,
-candidates?: [{text, key, ok}], votes?}], answer, score?, tokens: {prompt,
+candidates?: [{text, key, ok, error?, cut?}], votes?}], answer, score?, tokens: {prompt,
 completion}, timings, messages, ftp_prefix?}` (DESIGN.md). `messages` is the
 exact chat a student is trained on: system, `New task:` turn, then assistant
 turns (ending ```` ```<end_code> ````) and observation turns, without the
@@ -38,11 +38,14 @@ class CandidateRecord:
     key: str
     ok: bool
     error: str | None = None
+    cut: bool = False  # stopped by the straggler policy before it finished
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"text": self.text, "key": self.key, "ok": self.ok}
         if self.error is not None:
             d["error"] = self.error
+        if self.cut:
+            d["cut"] = True
         return d
 
 
@@ -82,7 +85,8 @@ class StepRecord:
             text=str(d.get("text", "")),
             candidates=None if cands is None else [
                 CandidateRecord(text=str(c.get("text", "")), key=str(c.get("key", "")),
-                                ok=bool(c.get("ok", False)), error=c.get("error"))
+                                ok=bool(c.get("ok", False)), error=c.get("error"),
+                                cut=bool(c.get("cut", False)))
                 for c in cands
             ],
             votes=d.get("votes"), chosen=d.get("chosen"), timings=dict(d.get("timings") or {}),

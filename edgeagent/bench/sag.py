@@ -2,18 +2,24 @@
 
 A fixed 3-step task: the greedy pass runs the real agent step (`Agent._step`:
 generate, parse, run in the sandbox) three times, going on after a final answer
-so there are always 3 steps, and its turns become the script. The SAG pass
+so there are always 3 steps, and its turns become the script. The SAG passes
 (8 candidates in ONE batched call, temperature 0.4, top-p 0.8, 8 sandbox forks,
-vote, commit) and the sequential pass (the same, but 8 separate `generate`
-calls) then step through the same 3 prompts. Each pass starts from an empty KV
-cache, so step 1 pays the system prompt's prefill in all three.
+vote, commit) — with the default straggler policy (`quorum`: the step ends once
+half the candidates finished) and with the paper's wait-for-all (`wait`) — and
+the sequential pass (wait-for-all, but 8 separate `generate` calls) then step
+through the same 3 prompts. Each pass starts from an empty KV cache, so step 1
+pays the system prompt's prefill in all of them. All passes run in one process
+one after the other: compare the ratios, not seconds across runs.
 
-Keys: `greedy_step_s`, `sag8_step_s`, `sequential8_step_s` (mean wall seconds
-per step), `sag8_vs_greedy` (target ≤ 2.5), and per greedy step
-`prompt_tokens_evaluated_per_step` (what the engine evaluated) vs
-`prompt_tokens_new_per_step` (tokens of the prompt not in the previous prompt
-followed by the chosen output: what prefix reuse should limit evaluation to).
-`web_search` answers from three fixed passages, so no index is needed.
+Keys: `greedy_step_s`, `sag8_step_s`, `sag8_wait_step_s`, `sequential8_step_s`
+(mean wall seconds per step), `sag8_vs_greedy` (target ≤ 2.5),
+`sag8_wait_vs_greedy`, and per greedy step `prompt_tokens_evaluated_per_step`
+(what the engine evaluated) vs `prompt_tokens_new_per_step` (tokens of the
+prompt after its longest common prefix with the previous prompt followed by the
+tokens the chosen output was generated as: what the model has never run, and
+so what prefix reuse should limit evaluation to). `sag8_cut_per_step` counts
+the candidates the policy cut. `web_search` answers from three fixed passages,
+so no index is needed.
 
 Not covered: answer quality; the HTTP engine.
 """
@@ -25,7 +31,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from edgeagent.bench.report import make_report
 from edgeagent.engines.base import Completion, Message
+from edgeagent.engines.kv_sequences import common_prefix
 
 QUESTION = (
     "How many years passed between the founding of the city where the Eiffel Tower "
@@ -75,23 +83,41 @@ class _Sequential:
         pass
 
 
-def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
-    i = 0
-    while i < min(len(a), len(b)) and a[i] == b[i]:
-        i += 1
-    return i
+class _Recording:
+    """Passes `generate` through and keeps the completions of the last call."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.name = engine.name
+        self.supports_straggler = getattr(engine, "supports_straggler", False)
+        self.last: list[Completion] = []
+
+    def generate(self, messages: Sequence[Message] | str, **kw: Any) -> list[Completion]:
+        self.last = self.engine.generate(messages, **kw)
+        return self.last
+
+    def reset(self) -> None:
+        self.engine.reset()
+
+    def close(self) -> None:
+        pass
 
 
 def _pass(engine: Any, votes: int, args: argparse.Namespace,
-          script: list[tuple[str, str]] | None) -> tuple[list[float], list[Any], list[Any]]:
-    """Three steps; with `script`, the chat follows it instead of the step's own choice."""
+          script: list[tuple[str, str]] | None, straggler: str = "quorum",
+          outputs: list[list[int]] | None = None,
+          ) -> tuple[list[float], list[Any], list[Any]]:
+    """Three steps; with `script`, the chat follows it instead of the step's own choice.
+    `outputs` collects the chosen output's generated tokens per step."""
     from edgeagent.agent.loop import Agent, AgentConfig, _SearchLog
     from edgeagent.agent.parse import assistant_turn
     from edgeagent.agent.trajectory import Trajectory
     from edgeagent.tools import CodeSandbox
 
-    cfg = AgentConfig(votes=votes, max_tokens=args.max_tokens, seed=args.seed)
-    agent = Agent(engine, search=_search, config=cfg)
+    cfg = AgentConfig(votes=votes, max_tokens=args.max_tokens, seed=args.seed,
+                      straggler="quorum" if straggler == "quorum" else "wait")
+    rec = _Recording(engine)
+    agent = Agent(rec, search=_search, config=cfg)
     log = _SearchLog(_search, 3)
     traj = Trajectory(id="bench", question=QUESTION, model="", engine="", prompt_version="")
     traj.tokens = {"prompt": 0, "completion": 0, "prompt_evaluated": 0}
@@ -108,6 +134,8 @@ def _pass(engine: Any, votes: int, args: argparse.Namespace,
             times.append(time.perf_counter() - t)
             assert step is not None
             steps.append(step)
+            if outputs is not None:
+                outputs.append(list(rec.last[step.chosen or 0].tokens or []))
             text, obs = script[k - 1] if script else (step.text, step.observation)
             messages += [{"role": "assistant", "content": assistant_turn(text)},
                          {"role": "user", "content": obs}]
@@ -121,36 +149,56 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     path = resolve_model(getattr(args, "model", None))
     with LlamaCppEngine(path, n_ctx=4096, n_threads=args.threads,
                         max_parallel=max(8, args.votes)) as engine:
-        greedy_t, greedy_steps, prompts = _pass(engine, 1, args, None)
+        outputs: list[list[int]] = []
+        greedy_t, greedy_steps, prompts = _pass(engine, 1, args, None, outputs=outputs)
         script = [(s.text, s.observation) for s in greedy_steps]
-        sag_t, sag_steps, _ = _pass(engine, args.votes, args, script)
-        seq_t, _, _ = _pass(_Sequential(engine), args.votes, args, script)
+        sag_t, sag_steps, _ = _pass(engine, args.votes, args, script, "quorum")
+        wait_t, wait_steps, _ = _pass(engine, args.votes, args, script, "wait")
+        seq_t, _, _ = _pass(_Sequential(engine), args.votes, args, script, "wait")
         new_tokens = []
         seen: list[int] = []
         for k, p in enumerate(prompts):
             tokens = engine.tokenize(engine.render(p))
-            new_tokens.append(len(tokens) - _lcp(tokens, seen))
-            seen = engine.tokenize(engine.render(p) + greedy_steps[k].text)
+            new_tokens.append(len(tokens) - common_prefix(tokens, seen))
+            seen = tokens + outputs[k]
         info = engine.info()
     greedy = sum(greedy_t) / 3
     sag = sum(sag_t) / 3
+    wait = sum(wait_t) / 3
     seq = sum(seq_t) / 3
-    return {
-        "model": info["name"], "quant": info["quant"], "threads": info["n_threads"],
-        "votes": args.votes, "max_tokens": args.max_tokens,
-        "greedy_step_s": round(greedy, 4),
-        "sag8_step_s": round(sag, 4),
-        "sequential8_step_s": round(seq, 4),
-        "sag8_vs_greedy": round(sag / greedy, 3),
-        "sequential8_vs_greedy": round(seq / greedy, 3),
-        "prompt_tokens_evaluated_per_step": [
+
+    def agree(steps: list[Any]) -> list[int]:
+        return [max((len(v) for v in (s.votes or {}).values()), default=0) for s in steps]
+
+    return make_report(
+        "sag", model=info["name"],
+        baseline="a greedy agent step on the same prompts in the same run",
+        ratio={"sag8_vs_greedy": round(sag / greedy, 3),
+               "sag8_wait_vs_greedy": round(wait / greedy, 3),
+               "sequential8_vs_greedy": round(seq / greedy, 3)},
+        quant=info["quant"], threads=info["n_threads"],
+        votes=args.votes, max_tokens=args.max_tokens,
+        greedy_step_s=round(greedy, 4),
+        sag8_step_s=round(sag, 4),
+        sag8_wait_step_s=round(wait, 4),
+        sequential8_step_s=round(seq, 4),
+        sag8_vs_greedy=round(sag / greedy, 3),
+        sag8_wait_vs_greedy=round(wait / greedy, 3),
+        sequential8_vs_greedy=round(seq / greedy, 3),
+        prompt_tokens_evaluated_per_step=[
             int(s.timings["prompt_tokens_evaluated"]) for s in greedy_steps],
-        "prompt_tokens_new_per_step": new_tokens,
-        "greedy_steps_s": [round(t, 3) for t in greedy_t],
-        "sag8_steps_s": [round(t, 3) for t in sag_t],
-        "sequential8_steps_s": [round(t, 3) for t in seq_t],
-        "sag8_generate_s_per_step": [s.timings["generate_s"] for s in sag_steps],
-        "greedy_generate_s_per_step": [s.timings["generate_s"] for s in greedy_steps],
-        "sag8_agree": [max((len(v) for v in (s.votes or {}).values()), default=0)
-                       for s in sag_steps],
-    }
+        prompt_tokens_new_per_step=new_tokens,
+        greedy_steps_s=[round(t, 3) for t in greedy_t],
+        sag8_steps_s=[round(t, 3) for t in sag_t],
+        sag8_wait_steps_s=[round(t, 3) for t in wait_t],
+        sequential8_steps_s=[round(t, 3) for t in seq_t],
+        greedy_tokens_per_step=[int(s.timings.get("completion_tokens", 0))
+                                for s in greedy_steps],
+        sag8_tokens_per_step=[int(s.timings.get("completion_tokens", 0)) for s in sag_steps],
+        sag8_wait_tokens_per_step=[int(s.timings.get("completion_tokens", 0))
+                                   for s in wait_steps],
+        sag8_cut_per_step=[sum(1 for c in s.candidates or [] if c.cut) for s in sag_steps],
+        sag8_generate_s_per_step=[s.timings["generate_s"] for s in sag_steps],
+        greedy_generate_s_per_step=[s.timings["generate_s"] for s in greedy_steps],
+        sag8_agree=agree(sag_steps), sag8_wait_agree=agree(wait_steps),
+    )

@@ -13,6 +13,11 @@ stop, seed, prefix, on_token) -> list[Completion]`:
   `seed + i`).
 - `on_token(i, piece)` streams text pieces of sample `i` as they are decoded.
 - `stop` strings end a sample; the stop string is not part of `text`.
+- `straggler` (optional, engines that set `supports_straggler = True`): with
+  `n > 1`, end the call before the slowest sample does — every sample still
+  decoding once `quorum` samples stopped, and any sample longer than
+  `length_bound` × the longest stopped one. Those end with `finish_reason`
+  "cut". Engines without it simply wait for every sample.
 
 Not covered here: tool calling, logprobs, embeddings.
 """
@@ -23,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypedDict
 
-FinishReason = Literal["stop", "length", "cancelled"]
+FinishReason = Literal["stop", "length", "cancelled", "cut"]
 
 
 class Message(TypedDict):
@@ -54,6 +59,7 @@ class Completion:
     completion_tokens: int
     timings: Timings = field(default_factory=Timings)
     stop: str | None = None  # the stop string that ended it, if any
+    tokens: list[int] | None = None  # the generated token ids, when the engine has them
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -91,6 +97,34 @@ class Engine(Protocol):
     ) -> list[Completion]: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class StragglerPolicy:
+    """When a batched call may stop waiting for its slowest samples.
+
+    `quorum`: once this many samples ended on a stop (a stop string or end of
+    generation, not the length cap), the rest are cut. `length_bound`: once
+    any sample stopped, a sample that has `length_bound` × the longest stopped
+    sample's tokens (and at least `min_tokens` more than it) is cut. None
+    turns either rule off; both off is the paper's wait-for-all."""
+
+    quorum: int | None = None
+    length_bound: float | None = None
+    min_tokens: int = 16
+
+    def to_cut(self, stopped: Sequence[int], live: Sequence[int]) -> list[int]:
+        """Indexes into `live` (token counts of samples still decoding) to cut now,
+        given the token counts of the samples that stopped so far."""
+        if not stopped or not live:
+            return []
+        if self.quorum is not None and len(stopped) >= self.quorum:
+            return list(range(len(live)))
+        if self.length_bound is not None:
+            longest = max(stopped)
+            bound = max(longest * self.length_bound, longest + self.min_tokens)
+            return [i for i, n in enumerate(live) if n >= bound]
+        return []
 
 
 def find_stop(text: str, stop: Sequence[str]) -> tuple[int, str] | None:

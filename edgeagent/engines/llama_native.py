@@ -2,8 +2,10 @@
 
 Covers: loading a GGUF with a one-line error on failure (missing file, not a
 GGUF, truncated, unknown architecture — the reason comes from llama.cpp's own
-log, captured here), loading and applying a LoRA adapter GGUF (same errors,
-plus a wrong architecture or shapes for the model), tokenizing, detokenizing
+log, captured here per thread: llama.cpp logs from the thread that called it,
+so two models loading in two eval threads each read their own reason),
+loading and applying a LoRA adapter GGUF (same errors, plus a wrong
+architecture or shapes for the model), tokenizing, detokenizing
 single tokens, GGUF metadata, and sampler chains. The engine (`llamacpp.py`)
 builds on this; nothing here knows about prompts or chats.
 
@@ -23,7 +25,7 @@ from typing import Any
 from edgeagent.errors import UserError
 
 _log_lock = threading.Lock()
-_log_lines: deque[str] = deque(maxlen=50)
+_log_lines: dict[int, deque[str]] = {}  # thread id -> its last llama.cpp log lines
 _verbose = False
 _callback: Any = None
 _backend_ready = False
@@ -50,7 +52,14 @@ def init_backend(verbose: bool = False) -> Any:
         def _on_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
             line = text.decode("utf-8", errors="replace")
             with _log_lock:
-                _log_lines.append(line)
+                lines = _log_lines.get(threading.get_ident())
+                if lines is None:
+                    if len(_log_lines) > 256:  # threads come and go: forget the dead ones
+                        alive = {t.ident for t in threading.enumerate()}
+                        for ident in [i for i in _log_lines if i not in alive]:
+                            del _log_lines[ident]
+                    lines = _log_lines[threading.get_ident()] = deque(maxlen=50)
+                lines.append(line)
             if _verbose:
                 print(line, end="", file=sys.stderr, flush=True)
 
@@ -63,9 +72,16 @@ def init_backend(verbose: bool = False) -> Any:
     return llama_cpp
 
 
-def _last_error() -> str:
+def clear_log() -> None:
+    """Forget this thread's captured log lines (before a call whose failure we explain)."""
     with _log_lock:
-        lines = [ln.strip() for ln in _log_lines if ln.strip()]
+        _log_lines.pop(threading.get_ident(), None)
+
+
+def last_error() -> str:
+    """The reason for the last failure llama.cpp logged in this thread."""
+    with _log_lock:
+        lines = [ln.strip() for ln in _log_lines.get(threading.get_ident(), ()) if ln.strip()]
     for line in reversed(lines):
         if "error loading model: " in line:
             return line.split("error loading model: ", 1)[1]
@@ -91,18 +107,23 @@ def check_gguf_header(path: Path, what: str = "model file") -> None:
         raise UserError(f"{path} is not a GGUF file (bad magic {magic!r})")
 
 
-def load_model(path: Path, *, vocab_only: bool = False, lora: Path | None = None) -> Any:
-    """A `llama_model_p`; raises UserError with llama.cpp's reason on failure."""
+def load_model(path: Path, *, vocab_only: bool = False, lora: Path | None = None,
+               repack: bool = True) -> Any:
+    """A `llama_model_p`; raises UserError with llama.cpp's reason on failure.
+
+    `repack=False` keeps the weights in their file layout; by default llama.cpp
+    may repack them for the CPU's wide kernels (Q4_0, Q8_0, IQ4_NL on AVX2)."""
     check_gguf_header(path)
     llama_cpp = init_backend(_verbose)
     params = llama_cpp.llama_model_default_params()
     params.n_gpu_layers = 0
     params.vocab_only = vocab_only
-    with _log_lock:
-        _log_lines.clear()
+    if hasattr(params, "use_extra_bufts"):  # llama.cpp's repacked CPU weight layouts
+        params.use_extra_bufts = repack
+    clear_log()
     model = llama_cpp.llama_model_load_from_file(os.fsencode(path), params)
     if not model:
-        raise UserError(f"cannot load {path.name}: {_last_error()}")
+        raise UserError(f"cannot load {path.name}: {last_error()}")
     return model
 
 
@@ -112,11 +133,10 @@ def load_lora(model: Any, path: Path) -> Any:
     `llama_adapter_lora_free` before the model (or let the model free it)."""
     check_gguf_header(path, "LoRA adapter")
     llama_cpp = init_backend(_verbose)
-    with _log_lock:
-        _log_lines.clear()
+    clear_log()
     adapter = llama_cpp.llama_adapter_lora_init(model, os.fsencode(path))
     if not adapter:
-        reason = _last_error().removeprefix("failed to apply lora adapter: ")
+        reason = last_error().removeprefix("failed to apply lora adapter: ")
         raise UserError(f"cannot apply the LoRA adapter {path.name}: {reason}")
     return adapter
 
@@ -124,10 +144,11 @@ def load_lora(model: Any, path: Path) -> Any:
 def set_lora(ctx: Any, adapter: Any, scale: float) -> None:
     """Use `adapter` at `scale` for every decode on `ctx`."""
     llama_cpp = _llama()
+    clear_log()
     adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
     scales = (ctypes.c_float * 1)(scale)
     if llama_cpp.llama_set_adapters_lora(ctx, adapters, 1, scales) != 0:
-        raise UserError(f"llama.cpp refused the LoRA adapter: {_last_error()}")
+        raise UserError(f"llama.cpp refused the LoRA adapter: {last_error()}")
 
 
 def meta(model: Any, key: str) -> str | None:

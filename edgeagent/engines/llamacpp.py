@@ -2,17 +2,24 @@
 
 What it does beyond a plain completion call:
 
-- **KV prefix reuse.** The engine remembers which tokens each KV sequence
-  holds. A new prompt is compared with them; only the tokens after the longest
-  common prefix are evaluated. Agent steps only append (prompt + chosen
-  action + observation), so each step evaluates just its new tokens. When the
-  best match is a sampled candidate's sequence (the one the vote chose), that
-  sequence is copied to sequence 0 instead of re-evaluating it.
-- **Batched sampling.** `n > 1` evaluates the prompt once in sequence 0,
-  shares it with sequences 1..n-1 (`llama_memory_seq_cp`; the KV cache is
-  unified, so this copies cell tags, not tensors), then decodes one token per
-  live sequence per `llama_decode` call, each with its own native sampler
-  chain and seed (`seed + i`).
+- **KV prefix reuse** (`kv_sequences`). The engine remembers which tokens each
+  KV sequence holds. A new prompt is compared with them; only the tokens after
+  the longest common prefix are evaluated. Agent steps only append (prompt +
+  chosen action + observation), so each step evaluates just its new tokens.
+  When the best match is a sampled candidate's sequence (the one the vote
+  chose), that sequence is copied to sequence 0 instead of re-evaluating it.
+- **Kept prefixes** (`keep_prefix`): a fixed prompt start (the agent's system
+  prompt) stays in a pinned sequence across questions, and is shared with
+  other engines of the same model in the process (`prefix_store`).
+- **Batched sampling** (`batch_sampling`). `n > 1` evaluates the prompt once in
+  sequence 0, shares it with sequences 1..n-1 (`llama_memory_seq_cp`; the KV
+  cache is unified, so this copies cell tags, not tensors), then decodes one
+  token per live sequence per `llama_decode` call, each with its own native
+  sampler chain and seed (`seed + i`); a `StragglerPolicy` may end the batch
+  before its slowest samples. `profile` says where the last call's time went.
+- Construction knobs for measuring: `n_threads`, `n_batch` / `n_ubatch`,
+  `repack` (llama.cpp's repacked CPU weight layouts, on by default),
+  `pin_slots` (kept prefixes, 2).
 - An optional LoRA adapter GGUF (`lora=`, `lora_scale=`; see
   `edgeagent convert lora`), applied at load time on top of the base weights.
 - Stop strings (not included in the text), end-of-generation tokens,
@@ -25,37 +32,21 @@ Not covered: GPU offload, grammars, logprobs, speculative decoding.
 
 from __future__ import annotations
 
-import codecs
 import math
 import os
 import random
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeagent.engines import llama_native as native
-from edgeagent.engines.base import (
-    Completion,
-    FinishReason,
-    Message,
-    Timings,
-    TokenCallback,
-    find_stop,
-    holdback,
-)
+from edgeagent.engines.base import Completion, Message, StragglerPolicy, Timings, TokenCallback
+from edgeagent.engines.batch_sampling import BatchSampler
 from edgeagent.engines.chat_template import render_chat
+from edgeagent.engines.kv_sequences import KVSequences
 from edgeagent.errors import UserError
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 def default_threads() -> int:
@@ -65,25 +56,10 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-@dataclass
-class _Sample:
-    """Decoding state of one sequence."""
-
-    seq: int
-    sampler: Any
-    decoder: codecs.IncrementalDecoder = field(
-        default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace")
-    )
-    text: str = ""
-    emitted: int = 0
-    n_tokens: int = 0
-    logit_index: int = -1
-    finish: FinishReason | None = None
-    stop: str | None = None
-
-
 class LlamaCppEngine:
     """A GGUF model loaded once; `generate` as in `edgeagent.engines.base`."""
+
+    supports_straggler = True
 
     def __init__(
         self,
@@ -97,6 +73,9 @@ class LlamaCppEngine:
         verbose: bool = False,
         lora: str | os.PathLike[str] | None = None,
         lora_scale: float = 1.0,
+        pin_slots: int = 2,
+        n_ubatch: int | None = None,
+        repack: bool = True,
     ) -> None:
         self.path = Path(model_path)
         self.lora = Path(lora) if lora is not None else None
@@ -105,7 +84,8 @@ class LlamaCppEngine:
             raise UserError(f"the LoRA scale must be a finite number, not {lora_scale}")
         self._llama = native.init_backend(verbose)
         llama_cpp = self._llama
-        self._model = native.load_model(self.path)
+        self.repack = repack
+        self._model = native.load_model(self.path, repack=repack)
         self._ctx: Any = None
         self._batch: Any = None
         self._adapter: Any = None
@@ -115,32 +95,40 @@ class LlamaCppEngine:
             self.n_ctx = min(n_ctx, n_train) if n_train > 0 else n_ctx
             self.n_batch = max(1, min(n_batch, self.n_ctx))
             self.max_parallel = max(1, max_parallel)
+            self.pin_slots = max(0, pin_slots)
+            self._n_seq = self.max_parallel + self.pin_slots
             self.top_k = top_k
             threads = n_threads or default_threads()
             params = llama_cpp.llama_context_default_params()
             params.n_ctx = self.n_ctx
             params.n_batch = self.n_batch
-            params.n_ubatch = self.n_batch
-            params.n_seq_max = self.max_parallel
+            params.n_ubatch = max(1, min(n_ubatch or self.n_batch, self.n_batch))
+            params.n_seq_max = self._n_seq
             params.n_threads = threads
             params.n_threads_batch = threads
             params.kv_unified = True
             params.no_perf = True
+            native.clear_log()
             self._ctx = llama_cpp.llama_init_from_model(self._model, params)
             if not self._ctx:
                 raise UserError(f"cannot create a context for {self.path.name}: "
-                                f"{native._last_error()}")
+                                f"{native.last_error()}")
             if self.lora is not None:
                 self._adapter = native.load_lora(self._model, self.lora)
                 native.set_lora(self._ctx, self._adapter, self.lora_scale)
-            self._mem = llama_cpp.llama_get_memory(self._ctx)
             self._batch = llama_cpp.llama_batch_init(max(self.n_batch, self.max_parallel), 0, 1)
+            self._kv = KVSequences(llama_cpp, self._ctx, self._batch, n_batch=self.n_batch,
+                                   n_samples=self.max_parallel, n_pins=self.pin_slots)
+            self.n_threads = threads
+            self._detok = native.Detokenizer(self._vocab)
+            self._sampler = BatchSampler(llama_cpp, self._kv, self._vocab, self._detok,
+                                         n_ctx=self.n_ctx, top_k=top_k)
         except BaseException:
             self.close()
             raise
-        self.n_threads = threads
-        self._detok = native.Detokenizer(self._vocab)
-        self._seq_tokens: list[list[int]] = [[] for _ in range(self.max_parallel)]
+        # where the last `generate` group spent its time: prompt_s, sample_s (the
+        # samplers), decode_s (llama_decode), python_s (batch filling, text, stops)
+        self.profile: dict[str, float] = {}
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self.template = native.chat_template(self._model)
@@ -170,6 +158,37 @@ class LlamaCppEngine:
     def detokenize(self, tokens: list[int]) -> str:
         return self._detok.text(tokens)
 
+    # -- fixed prefixes --------------------------------------------------------
+
+    def keep_prefix(self, prompt: Sequence[Message] | str, *, before: str | None = None) -> int:
+        """Keep the KV state of a prompt prefix that many later prompts start with.
+
+        `prompt` is rendered as for `generate`; with `before`, it is cut where
+        that text first occurs (e.g. the question, to keep the system prompt and
+        the task header). The prefix is evaluated once — or loaded from another
+        engine of this model in this process (`prefix_store`) — into a KV
+        sequence of its own that `generate` copies from, so a prompt starting
+        with it evaluates only its own tokens, whatever ran in between. Up to
+        `pin_slots` prefixes are kept (least recently used replaced). Returns the
+        tokens evaluated (0 when it was kept already or loaded)."""
+        if self.pin_slots == 0:
+            return 0
+        text = prompt if isinstance(prompt, str) else self.render(prompt)
+        if before is not None:
+            cut = text.find(before)
+            if cut < 0:
+                raise UserError("keep_prefix: the prompt does not contain the cut text")
+            text = text[:cut]
+        tokens = self.tokenize(text)[:-1]  # the last token may merge with the text after it
+        if len(tokens) < 2:
+            return 0
+        if len(tokens) >= self.n_ctx // 2:
+            raise UserError(f"the fixed prompt prefix is {len(tokens)} tokens; the context "
+                            f"holds {self.n_ctx}: raise n_ctx")
+        key = (str(self.path.resolve()), str(self.lora), self.lora_scale, tuple(tokens))
+        with self._lock:
+            return self._kv.pin(tokens, key)
+
     # -- control -----------------------------------------------------------
 
     def cancel(self) -> None:
@@ -179,8 +198,7 @@ class LlamaCppEngine:
     def reset(self) -> None:
         """Forget the KV cache (the next prompt is evaluated from scratch)."""
         with self._lock:
-            self._llama.llama_memory_clear(self._mem, True)
-            self._seq_tokens = [[] for _ in range(self.max_parallel)]
+            self._kv.clear()
 
     def close(self) -> None:
         llama_cpp = self._llama
@@ -227,9 +245,11 @@ class LlamaCppEngine:
         prefix: str | None = None,
         on_token: TokenCallback | None = None,
         ignore_eos: bool = False,
+        straggler: StragglerPolicy | None = None,
     ) -> list[Completion]:
         """See `edgeagent.engines.base`; `ignore_eos` decodes past end-of-generation
-        tokens (benchmarks use it to get exactly `max_tokens` tokens)."""
+        tokens (benchmarks use it to get exactly `max_tokens` tokens); `straggler`
+        cuts the slowest samples of a batch (`StragglerPolicy`)."""
         if n < 1:
             raise UserError("n must be at least 1")
         if max_tokens < 1:
@@ -255,58 +275,10 @@ class LlamaCppEngine:
                         tokens, count, start, temperature=temperature, top_p=top_p,
                         max_tokens=max_tokens, stop=list(stop), seed=base_seed,
                         on_token=on_token, ignore_eos=ignore_eos,
+                        straggler=straggler if count > 1 else None,
                     )
                 )
         return out
-
-    def _prepare(self, tokens: list[int]) -> tuple[int, int]:
-        """Put `tokens` in sequence 0, evaluating only what the cache lacks.
-
-        Returns (tokens evaluated, batch index of the last token's logits).
-        """
-        llama_cpp = self._llama
-        mem = self._mem
-        matches = [_common_prefix(seq, tokens) for seq in self._seq_tokens]
-        best = max(range(len(matches)), key=lambda s: (matches[s], s == 0))
-        keep = min(matches[best], len(tokens) - 1)  # always evaluate >= 1 token for logits
-        if best != 0 and keep > min(matches[0], len(tokens) - 1):
-            llama_cpp.llama_memory_seq_rm(mem, 0, -1, -1)
-            llama_cpp.llama_memory_seq_cp(mem, best, 0, 0, keep)
-        else:
-            keep = min(matches[0], len(tokens) - 1)
-        for s in range(1, self.max_parallel):
-            if self._seq_tokens[s]:
-                llama_cpp.llama_memory_seq_rm(mem, s, -1, -1)
-                self._seq_tokens[s] = []
-        if not llama_cpp.llama_memory_seq_rm(mem, 0, keep, -1):
-            llama_cpp.llama_memory_clear(mem, True)
-            keep = 0
-        self._seq_tokens[0] = tokens[:keep]
-        batch = self._batch
-        last_index = 0
-        for begin in range(keep, len(tokens), self.n_batch):
-            chunk = tokens[begin : begin + self.n_batch]
-            for j, tok in enumerate(chunk):
-                batch.token[j] = tok
-                batch.pos[j] = begin + j
-                batch.n_seq_id[j] = 1
-                batch.seq_id[j][0] = 0
-                batch.logits[j] = 0
-            batch.logits[len(chunk) - 1] = 1
-            batch.n_tokens = len(chunk)
-            last_index = len(chunk) - 1
-            self._decode()
-            self._seq_tokens[0].extend(chunk)
-        return len(tokens) - keep, last_index
-
-    def _decode(self) -> None:
-        rc = self._llama.llama_decode(self._ctx, self._batch)
-        if rc != 0:
-            # the cache may be partly written: forget it all to stay consistent
-            self._llama.llama_memory_clear(self._mem, True)
-            self._seq_tokens = [[] for _ in range(self.max_parallel)]
-            reason = "no room left in the context" if rc == 1 else f"llama_decode returned {rc}"
-            raise UserError(f"generation failed: {reason}")
 
     def _generate_group(
         self,
@@ -321,74 +293,19 @@ class LlamaCppEngine:
         seed: int,
         on_token: TokenCallback | None,
         ignore_eos: bool = False,
+        straggler: StragglerPolicy | None = None,
     ) -> list[Completion]:
-        llama_cpp = self._llama
         t0 = time.perf_counter()
-        evaluated, logit_index = self._prepare(tokens)
+        kv = self._kv
+        evaluated, logit_index = kv.prepare(tokens)
         t1 = time.perf_counter()
-        for s in range(1, count):
-            llama_cpp.llama_memory_seq_cp(self._mem, 0, s, -1, -1)
-            self._seq_tokens[s] = list(tokens)
-        samples = [
-            _Sample(
-                seq=s,
-                sampler=native.sampler_chain(
-                    temperature=temperature, top_p=top_p, top_k=self.top_k,
-                    seed=seed + first_index + s,
-                ),
-                logit_index=logit_index,
-            )
-            for s in range(count)
-        ]
-        max_stop = max((len(s) for s in stop), default=0)
-        live = list(samples)
-        try:
-            while live:
-                if self._cancel.is_set():
-                    for smp in live:
-                        smp.finish = "cancelled"
-                    break
-                to_decode: list[tuple[_Sample, int]] = []
-                for smp in live:
-                    tok = llama_cpp.llama_sampler_sample(smp.sampler, self._ctx, smp.logit_index)
-                    smp.n_tokens += 1
-                    if not ignore_eos and llama_cpp.llama_vocab_is_eog(self._vocab, tok):
-                        smp.finish = "stop"
-                        continue
-                    before = len(smp.text)
-                    smp.text += smp.decoder.decode(self._detok.piece(tok))
-                    if stop:
-                        hit = find_stop(smp.text[max(0, before - max_stop):], stop)
-                        if hit is not None:
-                            cut = max(0, before - max_stop) + hit[0]
-                            smp.text = smp.text[:cut]
-                            smp.finish, smp.stop = "stop", hit[1]
-                    if smp.finish is None and (
-                        smp.n_tokens >= max_tokens or len(tokens) + smp.n_tokens >= self.n_ctx
-                    ):
-                        smp.finish = "length"
-                    if on_token is not None:
-                        self._stream(smp, first_index, stop, on_token)
-                    if smp.finish is None:
-                        to_decode.append((smp, tok))
-                if not to_decode:
-                    break
-                batch = self._batch
-                for j, (smp, tok) in enumerate(to_decode):
-                    batch.token[j] = tok
-                    batch.pos[j] = len(tokens) + smp.n_tokens - 1
-                    batch.n_seq_id[j] = 1
-                    batch.seq_id[j][0] = smp.seq
-                    batch.logits[j] = 1
-                    smp.logit_index = j
-                batch.n_tokens = len(to_decode)
-                self._decode()
-                for smp, tok in to_decode:
-                    self._seq_tokens[smp.seq].append(tok)
-                live = [smp for smp, _ in to_decode]
-        finally:
-            for smp in samples:
-                llama_cpp.llama_sampler_free(smp.sampler)
+        kv.share(count)
+        samples, self.profile = self._sampler.run(
+            tokens, count, first_index, logit_index, temperature=temperature, top_p=top_p,
+            max_tokens=max_tokens, stop=stop, seed=seed, on_token=on_token,
+            ignore_eos=ignore_eos, straggler=straggler, cancel=self._cancel,
+        )
+        self.profile["prompt_s"] = t1 - t0
         t2 = time.perf_counter()
         results: list[Completion] = []
         for i, smp in enumerate(samples):
@@ -404,17 +321,10 @@ class LlamaCppEngine:
                 Completion(
                     text=smp.text, finish_reason=smp.finish or "length",
                     prompt_tokens=len(tokens), completion_tokens=smp.n_tokens,
-                    timings=timings, stop=smp.stop,
+                    timings=timings, stop=smp.stop, tokens=smp.tokens,
                 )
             )
         return results
-
-    @staticmethod
-    def _stream(smp: _Sample, first_index: int, stop: list[str], on_token: TokenCallback) -> None:
-        safe = len(smp.text) if smp.finish is not None else len(smp.text) - holdback(smp.text, stop)
-        if safe > smp.emitted:
-            on_token(first_index + smp.seq, smp.text[smp.emitted : safe])
-            smp.emitted = safe
 
 
 def _quant_name(file_type: str | None, path: Path) -> str:
