@@ -51,7 +51,10 @@ def test_tiny_model_runs_the_loop(tiny: LlamaCppEngine, votes: int) -> None:
 
 
 def test_each_step_evaluates_only_new_tokens(tiny: LlamaCppEngine) -> None:
+    from edgeagent.engines import prefix_store
+
     tiny.reset()
+    prefix_store.clear()  # else the kept system prompt is loaded from an earlier test's engine
     agent = Agent(tiny, config=AgentConfig(max_steps=3, max_tokens=24, fallback=False))
     traj = agent.run("What is 2 + 2?")
     evaluated = [s.timings["prompt_tokens_evaluated"] for s in traj.steps]
