@@ -23,7 +23,7 @@ Delete a stage's output to redo it (and what comes after it). The config:
     [train]                       # required: model; any `distill train` option
     model = "SmolLM2-135M-Instruct.Q4_1.gguf"
     [merge]                       # optional: dtype
-    [convert]                     # optional: outtype (f16), quantize ("Q4_0"; false: none)
+    [convert]                     # optional: outtype (f16), quantize ("Q8_0"; false: none)
 
 Keys are option names (`model_name` = `--model-name`); `true` adds a flag,
 `false` leaves it out. A relative path value that exists next to the config
@@ -43,6 +43,9 @@ import tomllib
 from edgeagent.errors import UserError
 
 SECTIONS = ("generate", "filter", "train", "merge", "convert")
+# 4-bit requantization of a student of a 4-bit base rounds its small LoRA delta back
+# onto the base's grid (README, "Quantizing a student of a quantized base"): 8-bit keeps it
+DEFAULT_QUANT = "Q8_0"
 
 
 @dataclass
@@ -117,7 +120,7 @@ def plan(path: Path) -> list[Stage]:
     adapter, merged = out / "adapter", out / "merged"
     conv = dict(data.get("convert", {}))
     outtype = str(conv.pop("outtype", "f16"))
-    qtype = conv.pop("quantize", "Q4_0")
+    qtype = conv.pop("quantize", DEFAULT_QUANT)
     if conv:
         raise UserError(f"{path}: [convert] knows outtype and quantize, not {', '.join(conv)}")
     gguf = out / f"model.{outtype}.gguf"

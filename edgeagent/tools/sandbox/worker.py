@@ -75,9 +75,10 @@ def clean(text: str, limit: int) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def safe_repr(value: Any, limit: int) -> str:
+def safe_repr(value: Any, limit: int, convert: Any = repr) -> str:
+    """`repr(value)` (or `convert(value)`, e.g. `str`) capped, never raising."""
     try:
-        text = repr(value)
+        text = convert(value)
     except Exception as exc:
         text = f"<unrepresentable {type(value).__name__}: {type(exc).__name__}: {exc}>"
     if not isinstance(text, str):  # pragma: no cover - repr always returns str
@@ -245,7 +246,7 @@ class Session:
         self.final = NO_VALUE
         error: str | None = None
         timed_out = False
-        last_repr = "None"
+        last_repr = last_str = "None"
         self._pause_stack.clear()
         try:
             compiled = compile_snippet(code, filename)
@@ -264,6 +265,7 @@ class Session:
                     value = self.ns.pop(LAST_VALUE, NO_VALUE)
                     if self.final is NO_VALUE and value is not NO_VALUE:
                         last_repr = safe_repr(value, self.max_output)
+                        last_str = safe_repr(value, self.max_output, str)
                 finally:
                     self.clock.disarm()
             except SnippetTimeout:
@@ -280,6 +282,7 @@ class Session:
                 self.ns.pop(LAST_VALUE, None)
         if self.final is not NO_VALUE:
             last_repr = safe_repr(self.final, self.max_output)
+            last_str = safe_repr(self.final, self.max_output, str)
         stdout = self.collector.text()
         truncated = self.collector.dropped > 0
         if truncated:
@@ -289,6 +292,7 @@ class Session:
             "stdout": clean(stdout, self.max_output + 200),
             "error": error,
             "last_value_repr": last_repr,
+            "last_value_str": last_str,
             "is_final": self.final is not NO_VALUE,
             "final_answer": None if self.final is NO_VALUE else self.final,
             "truncated": truncated,
