@@ -188,7 +188,7 @@ def test_gold_gsm8k_cot(shared_data: Path, tmp_path: Path,
     out = tmp_path / "cot.jsonl"
     assert main(["distill", "gold", "--format", "cot", "--data", str(src), "--limit", "5",
                  "--out", str(out)]) == 0
-    assert "wrote 5 gold cot records" in capsys.readouterr().out
+    assert "wrote 5 gold trajectories (cot)" in capsys.readouterr().out
     rows = _rows(src, 5)
     for rec, row in zip(read_records(out), rows, strict=True):
         _check_cot(rec, rec.answer)

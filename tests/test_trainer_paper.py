@@ -232,3 +232,31 @@ def test_prefix_cache_is_labelled_an_approximation(capsys: pytest.CaptureFixture
         main(["distill", "train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--prefix-cache an APPROXIMATION, off by default" in help_text
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def test_length_grouped_order_deals_every_example_once_with_little_padding() -> None:
+    import random
+
+    from trainer.examples import epoch_order, padding_waste
+    from trainer.render import Rendered
+
+    rng = random.Random(0)
+    lengths = [rng.randint(50, 2000) for _ in range(203)]
+    examples = [Rendered(list(range(n)), [1] * n) for n in lengths]
+    plain = epoch_order(lengths, 4, random.Random(1))
+    assert plain == epoch_order(lengths, 4, random.Random(1), group_by_length=False)
+    grouped = epoch_order(lengths, 4, random.Random(1), group_by_length=True)
+    assert sorted(grouped) == sorted(plain) == list(range(203))
+    assert grouped != plain
+
+    def batches(order: list[int]) -> list[list[Rendered]]:
+        return [[examples[i] for i in order[k:k + 4]] for k in range(0, len(order), 4)]
+
+    before, after = padding_waste(batches(plain)), padding_waste(batches(grouped))
+    assert before > 0.3 and after < before / 5, (before, after)
+    # one example per batch: nothing to group, the plain shuffle
+    assert epoch_order(lengths, 1, random.Random(1), group_by_length=True) == \
+        epoch_order(lengths, 1, random.Random(1))

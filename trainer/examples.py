@@ -7,12 +7,19 @@ Records whose assistant turns all start after `max_len` are skipped with a
 warning (training on them would be a zero loss); other rendering errors
 (`trainer.render`) stop the run.
 
-Not covered: the order examples are visited in (`trainer.train`), tokenizing
-(`trainer.render`).
+`epoch_order` deals one epoch's examples: a plain shuffle, or with
+`group_by_length` length-grouped batches (shuffle, then within windows of 64
+batches sort by length so a batch holds examples of similar length, then
+shuffle the batches): with `--batch-size` > 1 the padding a batch carries
+shrinks to almost nothing while the order stays random at the batch level.
+
+Not covered: tokenizing (`trainer.render`), packing several examples into one
+sequence (it needs attention that does not cross example boundaries).
 """
 
 from __future__ import annotations
 
+import random
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -67,3 +74,30 @@ def shared_prefix(examples: list[Rendered]) -> int:
         if trained:
             n = min(n, trained[0] - 1)  # the token before the first label stays in the suffix
     return max(0, n)
+
+
+GROUP_WINDOW = 64  # batches sorted together when grouping by length
+
+
+def epoch_order(lengths: list[int], batch_size: int, rng: random.Random,
+                group_by_length: bool = False) -> list[int]:
+    """Example indexes for one epoch, read `batch_size` at a time."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    if not group_by_length or batch_size == 1:
+        return order
+    window = batch_size * GROUP_WINDOW
+    batches: list[list[int]] = []
+    for i in range(0, len(order), window):
+        part = sorted(order[i:i + window], key=lambda j: -lengths[j])
+        batches += [part[k:k + batch_size] for k in range(0, len(part), batch_size)]
+    tail = [batches.pop()] if len(batches[-1]) < batch_size else []
+    rng.shuffle(batches)
+    return [j for b in batches + tail for j in b]
+
+
+def padding_waste(batches: list[list[Rendered]]) -> float:
+    """The fraction of a padded batch's positions that are padding."""
+    padded = sum(len(b) * max(len(r.input_ids) for r in b) for b in batches if b)
+    real = sum(len(r.input_ids) for b in batches for r in b)
+    return 1.0 - real / padded if padded else 0.0

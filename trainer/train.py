@@ -47,7 +47,7 @@ from typing import Any
 from edgeagent.errors import UserError
 from trainer.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from trainer.distributed import setup as setup_distributed
-from trainer.examples import load_examples, shared_prefix
+from trainer.examples import epoch_order, load_examples, shared_prefix
 from trainer.render import Rendered
 from trainer.runtime import (
     PRECISIONS,
@@ -83,6 +83,7 @@ class TrainConfig:
     target_modules: str | list[str] = "all-linear"
     precision: str = "auto"
     prefix_cache: bool = False
+    group_by_length: bool = False
     gradient_checkpointing: bool = False
     save_every: int = 50
     resume: bool = True
@@ -103,6 +104,8 @@ class TrainResult:
     resumed_from: int = 0
     prefix_tokens: int = 0
     precision: str = "fp32"
+    examples_per_s: float = 0.0
+    padding: float = 0.0  # fraction of the batches' positions that were padding
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,6 +170,7 @@ class _Run:
         self.losses: list[float] = []
         self.tokens = self.trained = self.micro = self.start_step = 0
         self.elapsed_before = 0.0
+        self.padded = self.real = 0  # positions in padded batches / real tokens (this run)
         if self.saved is not None:
             self._restore(self.saved)
         self.model, self.optim = dist.prepare(self.model, self.optim)
@@ -225,11 +229,14 @@ class _Run:
     def next_batch(self) -> list[Rendered]:
         size = self.cfg.batch_size
         if len(self.order) < size:
-            fresh = list(range(len(self.examples)))
-            self.rng.shuffle(fresh)
-            self.order += fresh
+            self.order += epoch_order([len(r.input_ids) for r in self.examples], size,
+                                      self.rng, self.cfg.group_by_length)
         picked, self.order = self.order[:size], self.order[size:]
-        return [self.examples[i] for i in picked]
+        batch = [self.examples[i] for i in picked]
+        width = max(len(r.input_ids) for r in batch)
+        self.padded += width * len(batch)
+        self.real += sum(len(r.input_ids) for r in batch)
+        return batch
 
     def checkpoint(self, step: int, seconds: float) -> None:
         import torch
@@ -324,6 +331,8 @@ class _Run:
             tokens_per_s=round(tokens / seconds, 1) if seconds else 0.0,
             first_loss=losses[0], last_loss=losses[-1], losses=losses,
             resumed_from=self.start_step, prefix_tokens=self.prefix, precision=self.precision,
+            examples_per_s=round(self.micro * cfg.batch_size / seconds, 3) if seconds else 0.0,
+            padding=round(1.0 - self.real / self.padded, 4) if self.padded else 0.0,
         )
         if dist.is_main:
             summary = {**result.to_dict(), "config": self.settings, "processes": dist.world}

@@ -126,6 +126,9 @@ def register(sub: Any) -> None:
                    "examples share once per step without gradient, so no LoRA weight learns "
                    "from how the prefix is encoded and a step's examples share one dropout "
                    "sample there (faster on CPU; its effect on accuracy is not measured)")
+    t.add_argument("--group-by-length", action="store_true",
+                   help="with --batch-size > 1: batches of similar-length examples, so "
+                   "little of a batch is padding (the order stays random between batches)")
     t.add_argument("--gradient-checkpointing", action="store_true",
                    help="recompute activations in the backward pass (less memory)")
     t.add_argument("--save-every", type=int, default=50, metavar="STEPS",
@@ -262,7 +265,8 @@ def _cmd_gold(args: argparse.Namespace) -> int:
     if not records:
         raise UserError(f"no gold trajectories from {args.data} (first problem: {skipped[0]})")
     _write(args.out, records)
-    print(f"wrote {len(records)} gold {args.fmt} records to {args.out}; skipped {len(skipped)}")
+    print(f"wrote {len(records)} gold trajectories ({args.fmt}) to {args.out}; "
+          f"skipped {len(skipped)}")
     for line in skipped[:5]:
         print(f"  skipped {line}")
     return 0
@@ -285,7 +289,7 @@ def _gold_hotpotqa(args: argparse.Namespace, examples: list[Any], stem: str) -> 
         raise UserError(f"no gold hotpotqa trajectories from {args.data} with index "
                         f"{args.wiki!r}")
     _write(args.out, records)
-    print(f"wrote {len(records)} gold {args.fmt} records to {args.out}")
+    print(f"wrote {len(records)} gold trajectories ({args.fmt}) to {args.out}")
     return 0
 
 
@@ -364,6 +368,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, grad_accum=args.grad_accum,
                       max_len=args.max_len, limit=args.limit, seed=args.seed,
                       precision=args.precision, prefix_cache=args.prefix_cache,
+                      group_by_length=args.group_by_length,
                       gradient_checkpointing=args.gradient_checkpointing,
                       save_every=args.save_every, resume=args.resume, max_steps=args.max_steps)
 
@@ -380,7 +385,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"trained {result.steps} steps on {result.examples} examples: loss "
           f"{result.first_loss:.4f} -> {result.last_loss:.4f}, {result.tokens} tokens "
           f"({result.trained_tokens} trained) in {result.seconds:.1f} s = "
-          f"{result.tokens_per_s:.0f} tokens/s; adapter in {args.out}")
+          f"{result.tokens_per_s:.0f} tokens/s, {result.examples_per_s:.2f} examples/s, "
+          f"{100 * result.padding:.1f}% padding; adapter in {args.out}")
     return 0
 
 
