@@ -175,7 +175,9 @@ def _register_generate(cmds: Any) -> None:
         "generate", help="teacher trajectories: one greedy agent run per question",
         description="Run the agent loop with the long teacher prompt, greedy, once per "
         "question of a benchmark file, and append each trajectory to --out as it finishes "
-        "(ids already there are skipped: rerun to resume). --ftp first asks the teacher "
+        "(its messages start with the student's short prompt: what the student is trained "
+        "on is what it will be sent); ids already there are skipped: rerun to resume. "
+        "--ftp first asks the teacher "
         "for a chain-of-thought answer and prefills the agent's first Thought with its "
         "first paragraph.")
     g.add_argument("--teacher", required=True, metavar="URL|GGUF|gold",
