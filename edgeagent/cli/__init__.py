@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edgeagent.cli.bench",
     "edgeagent.cli.distill",
     "edgeagent.cli.convert",
+    "edgeagent.cli.doctor",
 )
 
 

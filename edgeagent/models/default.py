@@ -30,6 +30,11 @@ def default_model_path() -> Path:
     return locations.models_dir() / DEFAULT_FILE
 
 
+def is_toy_model(path: Path) -> bool:
+    """True for the built-in default, a 135M model that cannot really use the tools."""
+    return path.name == DEFAULT_FILE
+
+
 def ensure_default_model() -> Path:
     """Fetch (if needed), verify and register the default model; return its path."""
     from edgeagent.models.registry import Registry

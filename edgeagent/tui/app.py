@@ -198,7 +198,12 @@ class EdgeAgentApp(App[int]):
 
     def _runner_loaded(self, runner: AgentRunner) -> None:
         self.note(f"model loaded: {runner.model_label} {runner.quant}")
-        self.main.query_one(StatusBar).set(model=runner.model_label, quant=runner.quant)
+        from edgeagent.models.default import is_toy_model
+
+        engine_path = getattr(getattr(runner, "engine", None), "path", None)
+        self.main.query_one(StatusBar).set(
+            model=runner.model_label, quant=runner.quant,
+            toy=engine_path is not None and is_toy_model(Path(engine_path)))
 
     def _runner_failed(self, message: str) -> None:
         self.note(f"model failed: {message}")
@@ -550,23 +555,29 @@ class EdgeAgentApp(App[int]):
             self._save(run)
 
 
-def run_app(args: argparse.Namespace) -> int:
-    """Open the app (the CLI's default command); returns the exit status."""
+def create_app(model: str | None = None, wiki: str | None = None) -> EdgeAgentApp:
+    """The app as `edgeagent` starts it: user config, history, the local model and wiki
+    (also what the installed-app check drives headless)."""
     from edgeagent import locations
     from edgeagent.tui.backend import LocalBackend, preflight
     from edgeagent.tui.config import load_config
 
     config = load_config()
-    wiki = getattr(args, "wiki", None) or config.wiki
-    model = getattr(args, "model", None)
-    plan = preflight(model, wiki)
+    plan = preflight(model, wiki or config.wiki)
     store = Store(locations.history_db())
-    app = EdgeAgentApp(store=store, backend=LocalBackend(), config=config, model=model,
-                       wiki=plan.wiki, setup=plan.tasks, problems=plan.problems)
+    return EdgeAgentApp(store=store, backend=LocalBackend(), config=config, model=model,
+                        wiki=plan.wiki, setup=plan.tasks, problems=plan.problems)
+
+
+def run_app(args: argparse.Namespace) -> int:
+    """Open the app (the CLI's default command); returns the exit status."""
+    app = create_app(getattr(args, "model", None), getattr(args, "wiki", None))
+    store = app.store
     try:
         code = app.run()
     finally:
         if app.runner is not None:
             app.runner.close()
         store.close()
-    return int(code or 0)
+    # a crash inside the app (Textual prints its traceback) must not exit 0
+    return int(code or app.return_code or 0)
