@@ -27,6 +27,7 @@ import tomllib
 
 from edgeagent import locations
 from edgeagent.errors import UserError
+from edgeagent.models import default
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
@@ -186,6 +187,17 @@ def resolve_model(spec: str | None = None, *, fetch_default: bool = True) -> Pat
         raise UserError(f"unknown model {candidate!r}; see `edgeagent models list`")
     if not fetch_default:
         raise UserError("no model configured; run `edgeagent models pull` or `models add`")
-    from edgeagent.models.default import ensure_default_model
-
     return ensure_default_model()
+
+
+def ensure_default_model() -> Path:
+    """Fetch (if needed), verify and register the default model; return its path."""
+    path = default.fetch_default_model()
+    reg = Registry.load()
+    if default.DEFAULT_NAME not in reg.entries:
+        reg.add(path, name=default.DEFAULT_NAME, source=default.DEFAULT_SOURCE,
+                license=default.LICENSE, sha256=default.DEFAULT_MODEL.member_sha256)
+    if reg.default is None:
+        reg.default = default.DEFAULT_NAME
+    reg.save()
+    return path
