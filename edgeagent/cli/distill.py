@@ -202,14 +202,11 @@ def _need_train_extra() -> None:
 
 
 def _write(out: Path, records: list[Any]) -> None:
-    import os
-
     from edgeagent.agent.trajectory import append_records
+    from edgeagent.atomic import atomic_output
 
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    append_records(tmp, records)
-    os.replace(tmp, out)
+    with atomic_output(out) as tmp:
+        append_records(tmp, records)
 
 
 def _cmd_gold(args: argparse.Namespace) -> int:

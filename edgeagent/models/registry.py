@@ -18,7 +18,6 @@ import datetime
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import tomllib
 
 from edgeagent import locations
+from edgeagent.atomic import atomic_write_text
 from edgeagent.errors import UserError
 from edgeagent.models import default
 
@@ -103,15 +103,7 @@ class Registry:
         locations.ensure(self.path.parent)
         data = {"version": 1, "default": self.default,
                 "models": [asdict(e) for e in self.entries.values()]}
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".registry.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=2)
-                f.write("\n")
-            os.replace(tmp, self.path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write_text(self.path, json.dumps(data, indent=2) + "\n")
 
     def add(self, path: Path, *, name: str | None = None, source: str = "local",
             license: str = "", sha256: str | None = None) -> ModelEntry:
