@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from edgeagent.agent.trajectory import Trajectory, append_records, iter_records
 from edgeagent.atomic import atomic_output
+from edgeagent.errors import UserError
 from edgeagent.scoring import score_answer
 
 if TYPE_CHECKING:
@@ -104,3 +105,20 @@ def filter_file(src: Path, dest: Path, judge: LLMJudge | None = None) -> FilterR
     with atomic_output(dest) as tmp:
         append_records(tmp, kept)
     return report
+
+
+def filter_path(src: Path, dest: Path, *, judge_url: str | None = None,
+                judge_model: str | None = None) -> FilterReport:
+    """`filter_file` with the judge (an OpenAI-compatible URL) opened and closed here."""
+    if not src.exists():
+        raise UserError(f"no such file: {src}")
+    judge = None
+    if judge_url:
+        from edgeagent.scoring.judge import LLMJudge
+
+        judge = LLMJudge.from_url(judge_url, model=judge_model)
+    try:
+        return filter_file(src, dest, judge)
+    finally:
+        if judge is not None:
+            judge.close()
