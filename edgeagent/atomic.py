@@ -28,12 +28,18 @@ from pathlib import Path
 from edgeagent.errors import UserError
 
 
-def _user_error(exc: OSError, dest: Path) -> UserError | None:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return UserError(f"no space left on the device while writing {dest}; nothing was written")
-    if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
-        return UserError(f"cannot write {dest}: {exc.strerror}")
-    return None
+@contextmanager
+def _disk_errors(dest: Path) -> Iterator[None]:
+    """A full disk or a read-only target as a one-line `UserError`."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UserError(f"no space left on the device while writing {dest}; "
+                            "nothing was written") from None
+        if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+            raise UserError(f"cannot write {dest}: {exc.strerror}") from None
+        raise
 
 
 @contextmanager
@@ -51,15 +57,11 @@ def atomic_output(dest: Path) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        with tmp.open("rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except OSError as exc:
-        error = _user_error(exc, dest)
-        if error is not None:
-            raise error from None
-        raise
+        with _disk_errors(dest):
+            yield tmp
+            with tmp.open("rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -86,17 +88,13 @@ def atomic_folder(dest: Path) -> Iterator[Path]:
     old = previous_folder(dest)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        tmp.mkdir(parents=True)
-        yield tmp
-        shutil.rmtree(old, ignore_errors=True)
-        if dest.exists():
-            os.replace(dest, old)
-        os.replace(tmp, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:
-        error = _user_error(exc, dest)
-        if error is not None:
-            raise error from None
-        raise
+        with _disk_errors(dest):
+            tmp.mkdir(parents=True)
+            yield tmp
+            shutil.rmtree(old, ignore_errors=True)
+            if dest.exists():
+                os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

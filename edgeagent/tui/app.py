@@ -3,8 +3,9 @@
 The app owns the store, the current session, the runner and at most one
 running answer. This file holds the layout, loading the runner (on a worker
 thread), and the model / wiki / settings / logs / theme commands; the app's
-other parts are mixins: `ChatsMixin` (chats.py: the chats list, copy, export)
-and `AskingMixin` (asking.py: a question, its streamed answer, Esc).
+other parts are mixins over `state.AppState` (the shared state): `ChatsMixin`
+(chats.py: the chats list, copy, export) and `AskingMixin` (asking.py: a
+question, its streamed answer, Esc).
 
 Not covered here: what the widgets look like (widgets/, app.tcss), how the
 runner is built (runner.py, backend.py).
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import threading
-import time
 import traceback
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -27,7 +27,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from edgeagent.errors import UserError
-from edgeagent.tui.asking import ActiveRun, AskingMixin
+from edgeagent.tui.asking import AskingMixin
 from edgeagent.tui.backend import Backend, Problem
 from edgeagent.tui.chats import WELCOME, ChatsMixin
 from edgeagent.tui.config import DEFAULT_KEYS, TuiConfig
@@ -36,7 +36,7 @@ from edgeagent.tui.screens.dialogs import ChoicePrompt, SettingsPrompt
 from edgeagent.tui.screens.logs import LogScreen
 from edgeagent.tui.screens.problem import ProblemScreen
 from edgeagent.tui.screens.setup import FirstRunScreen, SetupTask
-from edgeagent.tui.store import Session, Store
+from edgeagent.tui.store import Store
 from edgeagent.tui.widgets.sessions import SessionList
 from edgeagent.tui.widgets.status import StatusBar
 
@@ -44,6 +44,8 @@ SHOWN = ("new_chat", "cancel", "export_markdown")
 
 
 class EdgeAgentApp(ChatsMixin, AskingMixin):
+    """The chat app: layout, runner loading, and the model/wiki/settings commands."""
+
     CSS_PATH = "styles/app.tcss"
     TITLE = "edgeagent"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -64,15 +66,15 @@ class EdgeAgentApp(ChatsMixin, AskingMixin):
                                     max_steps=self.config.max_steps, wiki=wiki)
         self.setup_tasks = setup or []
         self.problems = list(problems or [])
-        self.notes: list[str] = []
-        self.session: Session | None = None
-        self.runner: AgentRunner | None = None
-        self.runner_error: str | None = None
+        self.notes = []
+        self.session = None
+        self.runner = None
+        self.runner_error = None
         self._runner_ready = threading.Event()
-        self._one_run = threading.Lock()  # a stopped run finishes before the next starts
-        self._run: ActiveRun | None = None
+        self._one_run = threading.Lock()
+        self._run = None
         self._next_run = 0
-        self._orphans: dict[int, int] = {}  # stopped run id -> its message id
+        self._orphans = {}
         self._details = False
         self.set_keymap(self.config.keymap())
         if self.config.theme in self.available_themes:
@@ -81,11 +83,6 @@ class EdgeAgentApp(ChatsMixin, AskingMixin):
             self.config.problems.append(f"unknown theme {self.config.theme!r}")
 
     # -- layout --------------------------------------------------------------
-
-    @property
-    def main(self) -> Screen[Any]:
-        """The chat screen (the bottom of the stack), whatever is shown over it."""
-        return self.screen_stack[0]
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # chat actions only while the chat itself is on top (not under a dialog)
@@ -125,10 +122,6 @@ class EdgeAgentApp(ChatsMixin, AskingMixin):
     def _after_setup(self, ok: bool | None) -> None:
         self._refresh_wiki_status()
         self._load_runner()
-
-    def note(self, line: str) -> None:
-        self.notes.append(f"{time.strftime('%H:%M:%S')} {line}")
-        self.log(line)
 
     def _refresh_wiki_status(self) -> None:
         wiki = self.settings.wiki

@@ -14,23 +14,20 @@ layout, the chats list (chats.py), loading the runner (app.py).
 
 from __future__ import annotations
 
-import threading
 import time
 import traceback
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from textual import work
-from textual.app import App
 from textual.containers import VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Input
 
 from edgeagent.agent.events import Event
 from edgeagent.engines.base import Message as ChatMessage
 from edgeagent.errors import UserError
-from edgeagent.tui.runner import AgentRunner, RunSettings
-from edgeagent.tui.store import Session, Store
+from edgeagent.tui.runner import RunSettings
+from edgeagent.tui.state import ActiveRun, AppState
 from edgeagent.tui.widgets.chat import AnswerView, UserMessage
 from edgeagent.tui.widgets.status import StatusBar
 
@@ -49,38 +46,8 @@ class RunFinished(Message):
         self.run_id, self.record, self.error = run_id, record, error
 
 
-class ActiveRun:
-    """The answer in progress."""
-
-    def __init__(self, run_id: int, message_id: int, view: AnswerView) -> None:
-        self.run_id, self.message_id, self.view = run_id, message_id, view
-        self.started = time.monotonic()
-        self.saved = 0.0
-
-
-
-class AskingMixin(App[int]):
+class AskingMixin(AppState):
     """Asking, streaming, saving and stopping an answer (see the module doc)."""
-
-    if TYPE_CHECKING:  # set up by EdgeAgentApp.__init__ and the other parts
-        @property
-        def main(self) -> Screen[Any]: ...
-
-        store: Store
-        session: Session | None
-        settings: RunSettings
-        model_spec: str | None
-        runner: AgentRunner | None
-        runner_error: str | None
-        _runner_ready: threading.Event
-        _one_run: threading.Lock
-        _run: ActiveRun | None
-        _next_run: int
-        _orphans: dict[int, int]
-
-        def note(self, line: str) -> None: ...
-
-        def _refresh_sessions(self) -> None: ...
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id != "prompt":

@@ -9,45 +9,25 @@ and streaming (asking.py), the export formats themselves (export.py).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from textual.app import App
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Input, ListView, Static
 
 from edgeagent.tui import export
-from edgeagent.tui.config import TuiConfig
 from edgeagent.tui.screens.dialogs import Confirm, TextPrompt
-from edgeagent.tui.store import Session, Store
+from edgeagent.tui.state import AppState
 from edgeagent.tui.turn import Turn
 from edgeagent.tui.widgets.chat import AnswerView, UserMessage
 from edgeagent.tui.widgets.sessions import SessionItem, SessionList
-
-if TYPE_CHECKING:
-    from edgeagent.tui.asking import ActiveRun
 
 WELCOME = ("Ask a question. The agent answers in steps (Thought, Code, Observation); "
            "open a step to see its code and what it found.\n"
            "Ctrl+P lists every command.")
 
 
-class ChatsMixin(App[int]):
+class ChatsMixin(AppState):
     """The chats list and what acts on the current chat (see the module doc)."""
-
-    if TYPE_CHECKING:  # set up by EdgeAgentApp.__init__ and the other parts
-        @property
-        def main(self) -> Screen[Any]: ...
-
-        store: Store
-        session: Session | None
-        config: TuiConfig
-        _run: ActiveRun | None
-        _details: bool
-
-        def note(self, line: str) -> None: ...
-
-        def action_cancel(self) -> None: ...
 
     def _refresh_sessions(self) -> None:
         self.main.query_one(SessionList).show(self.store.sessions(),
