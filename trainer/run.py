@@ -64,10 +64,11 @@ class Stage:
         return "edgeagent " + shlex.join(self.argv)
 
 
-def _options(table: dict[str, Any], base: Path, skip: Sequence[str] = ()) -> list[str]:
+def _options(table: dict[str, Any], base: Path) -> list[str]:
+    """`table` as command-line options (for showing a stage as a command)."""
     argv: list[str] = []
     for key, value in table.items():
-        if key in skip or value is False or value is None:
+        if value is False or value is None:
             continue
         flag = "--" + key.replace("_", "-")
         if value is True:
