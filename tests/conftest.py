@@ -62,9 +62,10 @@ def tiny_gguf(default_model: Path) -> Path:
 
     out = TEST_CACHE / "tiny-random-llama.gguf"
     if not out.exists():
-        tmp = out.with_suffix(".tmp")
-        write_tiny_gguf(default_model, tmp)
-        tmp.replace(out)
+        from edgeagent.atomic import atomic_output
+
+        with atomic_output(out) as tmp:
+            write_tiny_gguf(default_model, tmp)
     return out
 
 

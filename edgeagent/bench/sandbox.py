@@ -24,6 +24,8 @@ import sys
 import time
 from typing import Any
 
+from edgeagent.bench.stats import percentile
+
 SNIPPET = "x = sum(range(100))\nprint(x)\nx"
 TARGETS = {"call_p50_ms": 20.0, "fanout8_ms": 100.0}
 
@@ -39,12 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    k = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[k]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -95,7 +91,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     fan_p50 = statistics.median(fan)
     report: dict[str, Any] = {
         "call_p50_ms": _ms(call_p50),
-        "call_p95_ms": _ms(_percentile(times, 0.95)),
+        "call_p95_ms": _ms(percentile(times, 0.95)),
         "fanout8_ms": _ms(fan_p50),
         "fanout8_overhead_ms": _ms(max(0.0, fan_p50 - call_p50)),
         "cold_start_ms": _ms(statistics.median(cold)),

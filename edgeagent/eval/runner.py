@@ -220,14 +220,8 @@ def run_eval(
 ) -> dict[str, Any]:
     """Solve every not-yet-done question, appending trajectories; returns the summary."""
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+
+    from edgeagent.progress import progress_bar
 
     if workers < 1:
         raise UserError("--workers must be at least 1")
@@ -237,11 +231,7 @@ def run_eval(
     console = console or Console(stderr=True)
     show = console.is_terminal if progress is None else progress
     pool_workers = _Workers(make_engine, make_search, config)
-    bar = Progress(
-        TextColumn("[bold]{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("score {task.fields[score]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, disable=not show,
-    )
+    bar = progress_bar("score {task.fields[score]}", console=console, show=show, eta=True)
     try:
         with bar, ThreadPoolExecutor(max_workers=workers,
                                      thread_name_prefix="eval") as pool:
