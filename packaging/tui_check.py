@@ -17,11 +17,12 @@ TIMEOUT_S = 300.0
 
 
 async def main() -> int:
+    from textual.widgets import Input, Markdown
+
     import edgeagent
     from edgeagent.tui.app import create_app
     from edgeagent.tui.widgets.chat import AnswerView
     from edgeagent.tui.widgets.step import StepBlock
-    from textual.widgets import Input, Markdown
 
     where = Path(edgeagent.__file__).resolve()
     print(f"edgeagent imported from {where}")
@@ -46,7 +47,8 @@ async def main() -> int:
             await pilot.pause(0.2)
         await pilot.pause()
         steps = len(app.query(StepBlock))
-        finals = list(app.query(AnswerView).results()) and list(app.query(".final").results(Markdown))
+        views = list(app.query(AnswerView).results())
+        finals = [m for v in views for m in v.query(".final").results(Markdown)]
         if not finals:
             print(f"no answer shown ({steps} steps)", file=sys.stderr)
             return 1

@@ -151,7 +151,8 @@ def test_the_app_never_imports_torch_or_transformers() -> None:
 
 def test_the_product_never_locates_data_in_a_source_checkout() -> None:
     """Data comes from the data dir, `--data-dir` or a download, never `../shared`."""
-    pattern = re.compile(r"""["']shared["']\s*/\s*["']data["']|\.\./shared|parents\[\d\]\s*/\s*["']shared""")
+    pattern = re.compile(r"""["']shared["']\s*/\s*["']data["']|\.\./shared"""
+                         r"""|parents\[\d\]\s*/\s*["']shared""")
     offenders = []
     for pkg in PACKAGES:
         for path in (ROOT / pkg).rglob("*.py"):

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -119,7 +119,7 @@ def check_run_file(out: Path, config: EvalConfig) -> None:
                                 f"{old.get(key)!r} there, {new[key]!r} now); use another --out")
         return
     out.mkdir(parents=True, exist_ok=True)
-    data = dict(new, created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    data = dict(new, created=datetime.now(UTC).isoformat(timespec="seconds"))
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n", "utf-8")
     tmp.replace(path)

@@ -18,11 +18,10 @@ import datetime
 import json
 import os
 import re
+import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from edgeagent import locations
 from edgeagent.atomic import atomic_write_text
@@ -127,7 +126,7 @@ class Registry:
         entry = ModelEntry(
             name=name, path=str(path), architecture=info["architecture"], quant=info["quant"],
             size_bytes=path.stat().st_size, source=source, license=license, sha256=sha256,
-            added=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            added=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         )
         self.entries[name] = entry
         return entry

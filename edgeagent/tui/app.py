@@ -159,12 +159,14 @@ class EdgeAgentApp(ChatsMixin, AskingMixin):
 
     def _runner_loaded(self, runner: AgentRunner) -> None:
         self.note(f"model loaded: {runner.model_label} {runner.quant}")
+        import pathlib
+
         from edgeagent.models.default import is_toy_model
 
         engine_path = getattr(getattr(runner, "engine", None), "path", None)
         self.main.query_one(StatusBar).set(
             model=runner.model_label, quant=runner.quant,
-            toy=engine_path is not None and is_toy_model(Path(engine_path)))
+            toy=engine_path is not None and is_toy_model(pathlib.Path(engine_path)))
 
     def _runner_failed(self, message: str) -> None:
         self.note(f"model failed: {message}")
