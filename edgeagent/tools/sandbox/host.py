@@ -137,6 +137,7 @@ class CodeSandbox:
         preload: Sequence[str] = (),
         python: str | None = None,
     ) -> None:
+        self._layers = {"python_layer": True, "os_layer": True}
         self._tools: dict[str, Tool] = {}
         for name, fn in (tools or {}).items():
             if not (isinstance(name, str) and name.isidentifier()) or name.startswith("_"):
@@ -152,7 +153,7 @@ class CodeSandbox:
             raise UserError("sandbox memory limit must be at least 256 MiB")
         if max_output_chars < 100:
             raise UserError("sandbox output cap must be at least 100 characters")
-        from edgeagent.tools.sandbox.modules import module_allowed
+        from edgeagent.tools.sandbox.names import module_allowed
 
         for name in preload:
             if not module_allowed(name):
@@ -172,6 +173,7 @@ class CodeSandbox:
         self.restarts = 0
         self.worker_pid: int | None = None
         self.last_start_ms: float | None = None
+        self.protections: dict[str, Any] = {}  # the worker's last `ready` report
 
     # ---- lifecycle
 
@@ -228,6 +230,7 @@ class CodeSandbox:
                 "limits": self.limits.as_dict(),
                 "max_output_chars": self.max_output_chars,
                 "preload": list(self.preload),
+                **self._layers,
             }
         )
         stderr_path = os.path.join(workdir, "worker-stderr.log")
@@ -266,6 +269,12 @@ class CodeSandbox:
         self._holder["worker"] = worker
         self.worker_pid = int(msg.get("pid", proc.pid))
         self.last_start_ms = (time.perf_counter() - started) * 1000
+        layers = msg.get("layers")
+        self.protections = {
+            "layers": layers if isinstance(layers, dict) else {},
+            "confine_ms": msg.get("confine_ms"),
+            "worker_ready_ms": msg.get("worker_ready_ms"),
+        }
 
     def _drop_worker(self) -> None:
         worker = self._worker

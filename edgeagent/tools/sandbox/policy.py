@@ -6,7 +6,8 @@ and the last expression's value is kept for the observation), the guard
 functions RestrictedPython calls (`_getattr_`, `_getitem_`, `_write_`,
 `_getiter_`, `_inplacevar_`, `_apply_`, `_print_`), the safe `str.format`, and
 the builtins. This is the second line of defence: the worker process and its
-limits are the wall (see `limits`). Imports are in `modules`.
+limits are the wall (see `limits`, `confine`). What values model code may hold
+is `objects`; the name tables are `names`.
 
 Does not cover running the code, timeouts or output transport (`worker`).
 """
@@ -21,33 +22,18 @@ import operator
 import string
 import types
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from RestrictedPython import compile_restricted_exec
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
-from RestrictedPython.transformer import INSPECT_ATTRIBUTES, RestrictingNodeTransformer
+from RestrictedPython.transformer import RestrictingNodeTransformer
+
+from edgeagent.tools.sandbox.names import DENIED_ATTRS, SAFE_BUILTINS
+from edgeagent.tools.sandbox.objects import Refused, proxy_for, trust, vet, vetted_iter
 
 LAST_VALUE = "_last_value_"
 NO_VALUE: Any = object()
-
-# Attribute names refused on every object, whatever its type: frames, code and
-# generator internals; file, FFI and pickle entry points of numpy; exec-like
-# entry points of sympy; process and environment access.
-DENIED_ATTRS = frozenset(INSPECT_ATTRIBUTES) | {
-    "gi_frame", "gi_code", "gi_yieldfrom", "gi_suspended",
-    "cr_frame", "cr_code", "cr_await", "cr_origin",
-    "ag_frame", "ag_code", "ag_await",
-    "tb_frame", "tb_next", "f_back", "f_globals", "f_locals", "f_builtins", "f_code",
-    "func_globals", "func_code", "mro",
-    "ctypes", "cffi", "ctypeslib", "tofile", "fromfile", "fromregex", "dump", "load", "loads",
-    "save", "savez", "savez_compressed", "savetxt", "loadtxt", "genfromtxt", "memmap",
-    "open_memmap", "DataSource", "show_config", "show_runtime", "get_include", "info",
-    "source", "lookfor",
-    "lambdify", "preview", "var", "init_session", "init_printing", "autowrap", "ufuncify",
-    "exec", "eval", "system", "popen", "spawn", "fork", "environ", "getenv", "putenv",
-    "unsetenv", "builtins", "modules",
-}
 
 
 class SandboxError(Exception):
@@ -113,6 +99,14 @@ class SnippetTransformer(RestrictingNodeTransformer):
             return ast.Tuple([self._slice_expr(e) for e in node.elts], ast.Load())
         result: ast.expr = self.visit(node)
         return result
+
+    def visit_Call(self, node: ast.Call) -> Any:
+        """Every call's return value passes `_vet_` (see `objects.vet`)."""
+        visited = super().visit_Call(node)
+        wrapped = ast.Call(ast.Name("_vet_", ast.Load()), [visited], [])
+        ast.copy_location(wrapped, node)
+        ast.fix_missing_locations(wrapped)
+        return wrapped
 
     def visit_Module(self, node: ast.Module) -> Any:
         visited = super().visit_Module(node)
@@ -185,7 +179,7 @@ def _safe_format_map(template: str, mapping: Any, /) -> str:
 
 
 def guarded_getattr(obj: Any, name: str, *default: Any) -> Any:
-    """`getattr` for model code: no private or denied names, no live modules."""
+    """`getattr` for model code: no private or denied names; the value passes `vet`."""
     _check_attr_name(name)
     if name in ("format", "format_map") and (obj is str or isinstance(obj, str)):
         fn: Callable[..., str] = _safe_format if name == "format" else _safe_format_map
@@ -197,10 +191,8 @@ def guarded_getattr(obj: Any, name: str, *default: Any) -> Any:
             return default[0]
         raise
     if isinstance(value, types.ModuleType):
-        from edgeagent.tools.sandbox.modules import proxy_for
-
         return proxy_for(value)
-    return value
+    return vet(value)
 
 
 def guarded_hasattr(obj: Any, name: str) -> bool:
@@ -212,7 +204,7 @@ def guarded_hasattr(obj: Any, name: str) -> bool:
 
 
 def guarded_getitem(obj: Any, key: Any) -> Any:
-    return obj[key]
+    return vet(obj[key])
 
 
 class _ItemWriter:
@@ -332,24 +324,16 @@ class PrintCollector:
 
 # ---------------------------------------------------------------- builtins
 
-_SAFE_BUILTINS = [
-    "abs", "all", "any", "ascii", "bin", "bool", "bytearray", "bytes", "callable", "chr",
-    "classmethod", "complex", "dict", "divmod", "enumerate", "filter", "float", "format",
-    "frozenset", "hash", "hex", "id", "int", "isinstance", "issubclass", "iter", "len",
-    "list", "map", "max", "min", "next", "object", "oct", "ord", "pow", "property", "range",
-    "repr", "reversed", "round", "set", "slice", "sorted", "staticmethod", "str", "sum",
-    "super", "tuple", "zip", "ArithmeticError", "AssertionError", "AttributeError",
-    "Exception", "FloatingPointError", "ImportError", "IndexError", "KeyError",
-    "LookupError", "MemoryError", "ModuleNotFoundError", "NameError", "NotImplementedError",
-    "OverflowError", "RecursionError", "RuntimeError", "StopIteration", "TimeoutError",
-    "TypeError", "UnboundLocalError", "UnicodeDecodeError", "UnicodeEncodeError",
-    "UnicodeError", "ValueError", "ZeroDivisionError",
-]
 
 
 def _safe_type(obj: Any) -> type:
-    """`type(x)` only; the three-argument form would build classes with dunders."""
-    return type(obj)
+    """`type(x)` only (three arguments would build classes with dunders), and
+    only when model code may hold that class: `type(f)` is not `function`."""
+    cls = type(obj)
+    try:
+        return vet(cls)  # type: ignore[no-any-return]
+    except Refused:
+        raise TypeError(f"type() of a {cls.__name__} object is not available in the sandbox") from None
 
 
 _safe_type.__name__ = _safe_type.__qualname__ = "type"
@@ -366,7 +350,7 @@ def make_builtins(
 ) -> dict[str, Any]:
     """The `__builtins__` of model code. No open/eval/exec/compile/globals/vars/
     input/setattr/delattr; `__import__` is the allowlisting importer."""
-    table: dict[str, Any] = {name: getattr(builtins, name) for name in _SAFE_BUILTINS}
+    table: dict[str, Any] = {name: getattr(builtins, name) for name in SAFE_BUILTINS}
     table.update(
         {
             "True": True, "False": False, "None": None,
@@ -381,6 +365,7 @@ def make_builtins(
     )
     if extra:
         table.update(extra)
+    trust(*table.values())
     return table
 
 
@@ -394,7 +379,8 @@ def make_globals(
         "__metaclass__": sandbox_metaclass,
         "_getattr_": guarded_getattr,
         "_getitem_": guarded_getitem,
-        "_getiter_": iter,
+        "_getiter_": vetted_iter,
+        "_vet_": vet,
         "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
         "_unpack_sequence_": guarded_unpack_sequence,
         "_write_": guarded_write,
@@ -403,7 +389,3 @@ def make_globals(
         "_print_": collector_factory,
         "_slice_": slice,
     }
-
-
-def public_names(names: Iterable[str]) -> list[str]:
-    return sorted(n for n in names if not n.startswith("_") and n not in DENIED_ATTRS)
