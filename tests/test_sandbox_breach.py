@@ -1,0 +1,243 @@
+"""Assume breach: model code that already escaped the Python layer.
+
+Each attempt runs as plain Python (real builtins, `import os` works) in a
+worker started through the test-only `UnguardedSandbox`. It runs twice: with
+the OS layer off (the control: the attempt must succeed, so the test can
+fail) and with it on (the attempt must fail, and nothing outside changes).
+Each attempt names the layers that can stop it; when none of them is active
+on this machine the test skips and says which are missing. Every outcome is
+printed, attempt by attempt (`pytest -s` shows them).
+
+Holds for root too: the worker drops to `nobody` with CAP_DAC_READ_SEARCH,
+so file modes would not stop a read, and the victim directories are made
+world-writable, so file modes would not stop a write either: only the OS
+layer's own mechanisms are tested.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgeagent.tools import ExecResult
+from edgeagent.tools.sandbox import protections
+from edgeagent.tools.sandbox.breach import UnguardedSandbox
+
+SECRET = "breach-secret-5d2e"
+
+
+@dataclass
+class Scene:
+    home_file: Path
+    victims: Path
+    canary: Path
+    port: int
+    accepted: list[Any]
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
+    home_file = Path.home() / f".edgeagent-breach-{uuid.uuid4().hex[:8]}"
+    home_file.write_text(SECRET)
+    victims = tmp_path_factory.mktemp("victims")
+    for path in (victims.parent, victims):
+        path.chmod(0o777)
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.2)
+    accepted: list[Any] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            accepted.append(conn)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield Scene(home_file, victims, victims / "canary", server.getsockname()[1], accepted)
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+        home_file.unlink()
+
+
+@pytest.fixture(scope="module")
+def confined() -> Iterator[UnguardedSandbox]:
+    with UnguardedSandbox(timeout_s=10.0) as box:
+        yield box
+
+
+@pytest.fixture(scope="module")
+def control() -> Iterator[UnguardedSandbox]:
+    with UnguardedSandbox(timeout_s=10.0, os_layer=False) as box:
+        yield box
+
+
+@dataclass
+class Attempt:
+    code: str
+    stoppers: tuple[str, ...]  # layers that can stop it on their own
+    prepare: Callable[[Scene], None] = lambda scene: None
+    harmless: Callable[[Scene], bool] = lambda scene: True  # checked after a stopped attempt
+
+
+def _victim(scene: Scene) -> None:
+    (scene.victims / "victim.txt").write_text("keep me")
+    (scene.victims / "victim.txt").chmod(0o666)
+    scene.canary.unlink(missing_ok=True)
+
+
+def _victim_kept(scene: Scene) -> bool:
+    return (scene.victims / "victim.txt").read_text() == "keep me"
+
+
+ATTEMPTS: dict[str, Attempt] = {
+    "read_home_file": Attempt("open({home_file!r}).read()", ("landlock",)),
+    "write_outside_tempdir": Attempt(
+        "open({canary!r}, 'w').close()", ("landlock",), _victim,
+        lambda s: not s.canary.exists()),
+    "unlink_outside": Attempt(
+        "import os\nos.unlink({victim!r})", ("landlock",), _victim, _victim_kept),
+    "rename_outside": Attempt(
+        "import os\nos.rename({victim!r}, {victim!r} + '.moved')", ("landlock",), _victim,
+        _victim_kept),
+    "tcp_connect_local_server": Attempt(
+        "import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2).close()",
+        ("seccomp", "namespaces", "landlock")),
+    "subprocess_true": Attempt(
+        "import subprocess\nsubprocess.run(['true'], check=True)", ("seccomp", "landlock")),
+    "signal_parent": Attempt("import os\nos.kill(os.getppid(), 0)", ("seccomp", "landlock")),
+    "signal_host": Attempt("import os\nos.kill({host_pid}, 0)", ("seccomp", "landlock", "uid")),
+    "ctypes_libc_system": Attempt(
+        "import ctypes\nrc = ctypes.CDLL(None).system(b'touch {canary}')\n"
+        "assert rc == 0, f'system() returned {{rc}}'",
+        ("seccomp", "landlock"), _victim, lambda s: not s.canary.exists()),
+}
+
+
+def _code(attempt: Attempt, scene: Scene) -> str:
+    return attempt.code.format(
+        home_file=str(scene.home_file), canary=str(scene.canary), port=scene.port,
+        victim=str(scene.victims / "victim.txt"), host_pid=os.getpid(),
+    )
+
+
+def _active_stoppers(stoppers: tuple[str, ...]) -> list[str]:
+    layers = protections()["layers"]
+    return [name for name in stoppers if layers.get(name, {}).get("active")]
+
+
+def _say(name: str, mode: str, result: ExecResult) -> None:
+    outcome = "stopped" if result.error else "SUCCEEDED"
+    detail = (result.error or result.last_value_repr).splitlines()[-1][:160]
+    print(f"\nattempt {name} [{mode}]: {outcome}: {detail}")
+
+
+@pytest.mark.parametrize("name", list(ATTEMPTS), ids=str)
+def test_attempt_succeeds_without_os_layer_and_fails_with_it(
+    name: str, scene: Scene, confined: UnguardedSandbox, control: UnguardedSandbox
+) -> None:
+    attempt = ATTEMPTS[name]
+    active = _active_stoppers(attempt.stoppers)
+    if not active:
+        reasons = {n: protections()["layers"].get(n, {}).get("detail", "absent")
+                   for n in attempt.stoppers}
+        pytest.skip(f"no layer that stops {name} is active here: {reasons}")
+    code = _code(attempt, scene)
+
+    attempt.prepare(scene)
+    baseline = control.run(code)
+    _say(name, "os layer off", baseline)
+    assert baseline.error is None, f"control run failed, the test proves nothing: {baseline}"
+
+    attempt.prepare(scene)
+    accepted_before = len(scene.accepted)
+    result = confined.run(code)
+    _say(name, f"os layer on: {'+'.join(active)}", result)
+    assert result.error is not None, f"{name} was not stopped: {result}"
+    assert not result.restarted
+    assert SECRET not in f"{result.stdout}{result.error}{result.last_value_repr}"
+    assert len(scene.accepted) == accepted_before
+    assert attempt.harmless(scene)
+    assert confined.run("6 * 7").last_value_repr == "42"
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                members.append(int(entry))
+    return members
+
+
+BOMB = """
+import os, time
+me = os.getpid()
+failed = None
+for _ in range(10):  # at most 1024 processes if nothing stopped it
+    try:
+        os.fork()
+    except OSError as exc:
+        failed = exc.errno
+        break
+if os.getpid() != me:
+    time.sleep(4)
+    os._exit(0)
+failed
+"""
+
+
+def test_fork_bomb_is_stopped_and_the_host_unharmed() -> None:
+    layers = protections()["layers"]
+    rlimits = layers.get("rlimits", {})
+    if not rlimits.get("active") or "NPROC=" not in str(rlimits.get("detail")):
+        pytest.skip(f"RLIMIT_NPROC does not bind here: {rlimits.get('detail')}")
+    with UnguardedSandbox(timeout_s=10.0) as box:
+        box.run("1")
+        assert box.worker_pid is not None
+        pgid = os.getpgid(box.worker_pid)
+        result = box.run(BOMB)
+        print(f"\nattempt fork_bomb [os layer on: rlimits]: fork failed with errno "
+              f"{result.last_value_repr} ({result.error or 'no error'})")
+        assert result.error is None and result.last_value_repr == "11", result  # EAGAIN
+        crowd = len(_group_members(pgid))
+        detail = str(box.protections["layers"]["rlimits"]["detail"])
+        limit = int(detail.split("NPROC=")[1].split()[0])
+        print(f"attempt fork_bomb: {crowd} processes in the sandbox's group ({detail})")
+        assert crowd <= limit + 1  # the keeper is not the sandbox's uid
+        assert box.run("6 * 7").last_value_repr == "42"
+    deadline = time.monotonic() + 10
+    while _group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _group_members(pgid) == []
+
+
+def test_every_layer_reports_itself() -> None:
+    report = protections()
+    layers = report["layers"]
+    for name in ("namespaces", "rlimits", "no_new_privs", "landlock", "seccomp", "python"):
+        assert name in layers and isinstance(layers[name]["detail"], str)
+    print("\n" + "\n".join(
+        f"layer {n}: {'active' if v['active'] else 'INACTIVE'}: {v['detail']}"
+        for n, v in layers.items()))
+    assert layers["python"]["active"] and layers["no_new_privs"]["active"]
