@@ -70,7 +70,8 @@ def test_redteam_attack_is_refused(box: CodeSandbox, tmp_path: Path, attack: str
     ("code", "expected"),
     [
         ("import numpy as np\nnp.array([[1.0, 2.0], [3.0, 4.0]]).mean()", "np.float64(2.5)"),
-        ("import numpy as np\nfloat(np.array([[1.0, 2.0], [3.0, 4.0]]).std())", "1.118033988749895"),
+        ("import numpy as np\nfloat(np.array([[1.0, 2.0], [3.0, 4.0]]).std())",
+         "1.118033988749895"),
         ("import numpy as np\nnp.linalg.solve(np.array([[2.0, 0], [0, 4.0]]), [2, 4]).tolist()",
          "[1.0, 1.0]"),
         ("import numpy as np\nnp.r_[1, 2, 3].tolist()", "[1, 2, 3]"),

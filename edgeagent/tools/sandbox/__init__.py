@@ -68,8 +68,13 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
-    "CodeSandbox", "ExecResult", "format_error", "format_observation", "protections",
-    "render_turns", "python_layer_only",
+    "CodeSandbox",
+    "ExecResult",
+    "format_error",
+    "format_observation",
+    "protections",
+    "python_layer_only",
+    "render_turns",
 ]
 _PROTECTIONS: list[dict[str, Any]] = []
 

@@ -30,6 +30,7 @@ and hard timeout (`host`).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import resource
@@ -113,19 +114,18 @@ def _drop_root(workdir: str) -> str:
 
 
 def tasks_of(uid: int) -> int:
-    """Processes and threads the kernel counts against `uid`'s RLIMIT_NPROC."""
+    """Processes and threads the kernel counts against `uid`'s RLIMIT_NPROC
+    (a /proc directory belongs to its process's effective uid)."""
     count = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/status") as fh:
-                status = fh.read()
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if int(fields.get("Uid", "-1").split()[0]) == uid:
-            count += int(fields.get("Threads", "1").strip() or 1)
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                if entry.stat(follow_symlinks=False).st_uid == uid:
+                    count += len(os.listdir(f"/proc/{entry.name}/task"))
+            except OSError:
+                continue  # it exited meanwhile
     return count
 
 
@@ -157,10 +157,8 @@ def confine(
             layers[name] = {"active": False, "detail": "disabled for this sandbox"}
         return {"layers": layers, "confine_ms": 0.0}
     paths = read_paths()  # before any namespace or uid change
-    try:
+    with contextlib.suppress(OSError):
         seccomp.library()  # loaded while the library directories are still readable
-    except OSError:
-        pass
     own_userns = False
     try:
         active, detail, own_userns = _namespaces()

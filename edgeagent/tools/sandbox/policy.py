@@ -103,6 +103,7 @@ class SnippetTransformer(RestrictingNodeTransformer):
     def visit_Call(self, node: ast.Call) -> Any:
         """Every call's return value passes `_vet_` (see `objects.vet`)."""
         visited = super().visit_Call(node)
+        assert isinstance(visited, ast.expr)
         wrapped = ast.Call(ast.Name("_vet_", ast.Load()), [visited], [])
         ast.copy_location(wrapped, node)
         ast.fix_missing_locations(wrapped)
@@ -331,9 +332,11 @@ def _safe_type(obj: Any) -> type:
     only when model code may hold that class: `type(f)` is not `function`."""
     cls = type(obj)
     try:
-        return vet(cls)  # type: ignore[no-any-return]
+        allowed: type = vet(cls)
     except Refused:
-        raise TypeError(f"type() of a {cls.__name__} object is not available in the sandbox") from None
+        name = cls.__name__
+        raise TypeError(f"type() of a {name} object is not available in the sandbox") from None
+    return allowed
 
 
 _safe_type.__name__ = _safe_type.__qualname__ = "type"

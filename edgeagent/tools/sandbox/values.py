@@ -14,6 +14,7 @@ from typing import Any
 
 from edgeagent.tools.sandbox.policy import NO_VALUE
 
+
 def clean(text: str, limit: int) -> str:
     """Cap `text` and replace lone surrogates so it encodes as UTF-8."""
     if len(text) > limit:
