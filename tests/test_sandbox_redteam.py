@@ -80,11 +80,20 @@ def test_redteam_attack_is_refused(box: CodeSandbox, tmp_path: Path, attack: str
         ("import sympy\nsympy.Rational(1, 3) + sympy.Rational(1, 6)", "1/2"),
         ("import sympy\nx = sympy.Symbol('x')\nsympy.latex(x**2)", "'x^{2}'"),
         ("import sympy\nsympy.flatten([[1, 2], [3]])", "[1, 2, 3]"),
+        ("import numpy as np\nrng = np.random.default_rng(0)\nrng.integers(0, 10, size=3).shape",
+         "(3,)"),
+        ("import functools\n@functools.lru_cache(maxsize=None)\ndef fib(n):\n"
+         "    return n if n < 2 else fib(n - 1) + fib(n - 2)\nfib(30)", "832040"),
+        ("from collections import namedtuple\nP = namedtuple('P', 'x y')\nP(1, 2).y", "2"),
+        ("import itertools\n[(k, len(list(g))) for k, g in itertools.groupby('aabbbc')]",
+         "[('a', 2), ('b', 3), ('c', 1)]"),
+        ("import sympy\nsympy.Matrix([[2, 0], [0, 3]]).eigenvals()", "{2: 1, 3: 1}"),
         ("type(3) is int and type('a') is str", "True"),
         ("class P:\n    pass\ntype(P()) is P", "True"),
     ],
     ids=["ndarray-mean", "ndarray-std", "linalg-solve", "r_", "simplify", "rational", "latex",
-         "flatten", "type-plain", "type-own-class"],
+         "flatten", "default-rng", "lru-cache", "namedtuple", "groupby", "eigenvals",
+         "type-plain", "type-own-class"],
 )
 def test_benign_code_that_the_guard_used_to_break(
     box: CodeSandbox, code: str, expected: str

@@ -34,7 +34,7 @@ DENIED_ATTRS = frozenset(INSPECT_ATTRIBUTES) | {
     "source", "lookfor",
     "lambdify", "preview", "var", "init_session", "init_printing", "autowrap", "ufuncify",
     "exec", "eval", "system", "popen", "spawn", "fork", "environ", "getenv", "putenv",
-    "unsetenv", "builtins", "modules", "import_module", "test", "doctest",
+    "unsetenv", "builtins", "modules", "import_module", "test", "doctest", "as_strided",
 }
 
 # Top-level module -> allowed submodule heads (first component after the top).

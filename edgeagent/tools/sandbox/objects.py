@@ -61,6 +61,8 @@ _DESCRIPTORS = (
     types.MethodDescriptorType, types.WrapperDescriptorType, types.ClassMethodDescriptorType,
     types.GetSetDescriptorType, types.MemberDescriptorType,
 )
+# Cython's function types (numpy.random): judged like functions, by __module__.
+_CYTHON_FUNCTIONS = frozenset({"cython_function_or_method", "fused_cython_function"})
 _trusted: set[int] = set()
 _class_verdicts: dict[type, bool] = {}
 
@@ -148,6 +150,9 @@ def _allowed(obj: Any) -> bool:
     if isinstance(obj, (types.FunctionType, types.MethodType, types.BuiltinFunctionType,
                         types.MethodWrapperType, *_DESCRIPTORS)):
         return _function_allowed(obj)
+    if type(obj).__name__ in _CYTHON_FUNCTIONS:
+        name = getattr(obj, "__name__", "")
+        return name not in DENIED_ATTRS and origin_allowed(getattr(obj, "__module__", None))
     if not _instance_allowed(obj):
         return False
     if isinstance(obj, functools.partial):
