@@ -8,7 +8,7 @@ Each attempt names the layers that can stop it; when none of them is active
 on this machine the test skips and says which are missing. Every outcome is
 printed, attempt by attempt (`pytest -s` shows them).
 
-Holds for root too: the worker drops to `nobody` with CAP_DAC_READ_SEARCH,
+Holds for root too: the worker drops to a uid of its own with CAP_DAC_READ_SEARCH,
 so file modes would not stop a read, and the victim directories are made
 world-writable, so file modes would not stop a write either: only the OS
 layer's own mechanisms are tested.

@@ -109,3 +109,32 @@ def test_protections_report_every_layer_with_a_reason() -> None:
     only_python = {"layers": {"landlock": {"active": False, "detail": "no Landlock"},
                               "seccomp": {"active": False, "detail": "no libseccomp"}}}
     assert python_layer_only(only_python)
+
+
+def test_worker_confinement_is_visible_from_outside() -> None:
+    """What the kernel says about a running worker, read from /proc by the host."""
+    import os
+
+    from edgeagent.tools import CodeSandbox
+
+    with CodeSandbox() as box:
+        box.run("1")
+        pid = box.worker_pid
+        assert pid is not None
+        layers = box.protections["layers"]
+        status = dict(
+            line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+        )
+        limits = Path(f"/proc/{pid}/limits").read_text()
+        net = os.readlink(f"/proc/{pid}/ns/net")
+    assert status["NoNewPrivs"].strip() == "1"
+    if layers["seccomp"]["active"]:
+        assert status["Seccomp"].strip() == "2"  # filter mode
+    if layers["namespaces"]["active"]:
+        assert net != os.readlink("/proc/self/ns/net")
+    if layers["rlimits"]["active"] and "NPROC=" in layers["rlimits"]["detail"]:
+        line = next(x for x in limits.splitlines() if x.startswith("Max processes"))
+        assert line.split()[2] != "unlimited"
+    if os.geteuid() == 0 and layers.get("uid", {}).get("active"):
+        assert status["Uid"].split()[0] != "0"
+        assert int(status["CapEff"], 16) == 1 << 2  # CAP_DAC_READ_SEARCH only

@@ -8,10 +8,12 @@ the kernel offers it and recording why not when it does not:
    loopback, so no network at all); as a normal user inside a new user
    namespace (unprivileged user namespaces are off on stock Ubuntu 24.04),
    as root directly.
-2. Started as root: drop to `nobody`, keeping only CAP_DAC_READ_SEARCH
+2. Started as root: drop to a uid of its own (2e9 + its pid, unique among
+   live sandboxes, owned by no one), keeping only CAP_DAC_READ_SEARCH
    (Python may live under /root; Landlock, not file modes, then decides
    what is readable), so that RLIMIT_NPROC binds (the kernel never applies
-   it to uid 0) and the host's processes cannot be signalled.
+   it to uid 0) and counts this sandbox alone, and neither the host's
+   processes nor other sandboxes can be signalled.
 3. RLIMIT_NPROC: the processes the uid has now plus `nproc`, so a fork bomb
    stops there (`limits` already set AS, CPU, FSIZE=0, CORE=0, NOFILE).
 4. no_new_privs (again; `limits` set it first), then Landlock
@@ -43,7 +45,7 @@ from edgeagent.tools.sandbox import landlock, seccomp
 CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
 PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS = 8, 38, 39
 CAP_DAC_READ_SEARCH = 2
-NOBODY = 65534
+UID_BASE = 2_000_000_000
 SYSTEM_READ = ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib", "/etc/ld.so.cache",
                "/etc/localtime", "/usr/share/zoneinfo", "/dev/null", "/dev/urandom")
 
@@ -99,18 +101,19 @@ class _CapData(ctypes.Structure):
 
 
 def _drop_root(workdir: str) -> str:
-    """uid/gid nobody, keeping only CAP_DAC_READ_SEARCH."""
+    """A uid/gid of this sandbox's own, keeping only CAP_DAC_READ_SEARCH."""
     libc = _libc()
-    os.chown(workdir, NOBODY, NOBODY)
+    uid = UID_BASE + os.getpid()
+    os.chown(workdir, uid, uid)
     _check(libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "prctl(KEEPCAPS)")
     os.setgroups([])
-    os.setresgid(NOBODY, NOBODY, NOBODY)
-    os.setresuid(NOBODY, NOBODY, NOBODY)
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
     header = _CapHeader(0x20080522, 0)
     data = (_CapData * 2)()
     data[0].effective = data[0].permitted = 1 << CAP_DAC_READ_SEARCH
     _check(libc.capset(ctypes.byref(header), data), "capset")
-    return f"uid {NOBODY} with only CAP_DAC_READ_SEARCH (started as root)"
+    return f"uid {uid} (this sandbox's own) with only CAP_DAC_READ_SEARCH (started as root)"
 
 
 def tasks_of(uid: int) -> int:
