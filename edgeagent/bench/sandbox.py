@@ -90,20 +90,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if result.error is not None:
                 raise RuntimeError(f"benchmark snippet failed: {result.error}")
     codes = [f"y = x + {i}\nprint(y)\ny" for i in range(8)]
-    fans: dict[bool, list[float]] = {}
-    for confined in (True, False):
-        with sandbox(confined) as box:
+    fans: dict[bool, list[float]] = {True: [], False: []}
+    with sandbox(True) as confined_box, sandbox(False) as unconfined_box:
+        boxes = {True: confined_box, False: unconfined_box}
+        for box in boxes.values():
             box.run(SNIPPET)
             if heavy:
                 box.run("import numpy\nimport sympy")
-            fan: list[float] = []
-            fans[confined] = fan
-            for i in range(rounds + 2):
+        for i in range(rounds + 2):  # interleaved, so load drift hits both alike
+            for confined, box in boxes.items():
                 t = time.perf_counter()
                 box.run_candidates(codes)
                 box.commit(i % 8)
                 if i >= 2:
-                    fan.append(time.perf_counter() - t)
+                    fans[confined].append(time.perf_counter() - t)
     fan = fans[True]
 
     baseline = []
