@@ -35,6 +35,9 @@ ATTACKS: dict[str, str] = {
     "lazy_function_importer": "from sympy.core.cache import lazy_function\n"
                               "lazy_function('subprocess', 'run')(['touch', '{canary}'])",
     "lazy_function_held": "import sympy.core.cache as c\nc.lazy_function('os', 'system')",
+    "decorator_returns_lazy_importer": "import functools\nimport sympy.core.cache as c\n"
+                                       "@functools.partial(c.lazy_function, 'os')\n"
+                                       "def system():\n    pass",
     # test runners
     "sympy_test_runner": "import sympy\nsympy.test",
     "sympy_doctest_runner": "import sympy\nsympy.doctest",

@@ -32,7 +32,7 @@ DENIED_ATTRS = frozenset(INSPECT_ATTRIBUTES) | {
     "save", "savez", "savez_compressed", "savetxt", "loadtxt", "genfromtxt", "memmap",
     "open_memmap", "DataSource", "show_config", "show_runtime", "get_include", "info",
     "source", "lookfor",
-    "lambdify", "preview", "var", "init_session", "init_printing", "autowrap", "ufuncify",
+    "lambdify", "preview", "init_session", "init_printing", "autowrap", "ufuncify",
     "exec", "eval", "system", "popen", "spawn", "fork", "environ", "getenv", "putenv",
     "unsetenv", "builtins", "modules", "import_module", "test", "doctest", "as_strided",
 }
@@ -73,9 +73,16 @@ DENIED_PARTS = frozenset(
 EXTRA_ORIGINS = frozenset(
     {"sympy.utilities.iterables", "sympy.printing.latex", "sympy.printing.str",
      "sympy.printing.repr", "sympy.printing.pretty.pretty", "sympy.printing.printer",
-     "sympy.utilities.misc", "_functools", "_collections", "_collections_abc", "_datetime",
-     "_pydatetime", "_statistics", "_sre", "re._parser", "re._compiler", "_strptime"}
+     "sympy.utilities.misc", "sympy.utilities.decorator", "_functools", "_collections",
+     "_collections_abc", "_datetime", "_pydatetime", "_statistics", "_sre", "re._parser",
+     "re._compiler", "_strptime"}
 )
+# Functions refused by where they are defined and their name, where the name
+# alone is too common to refuse everywhere (`numpy.var` is a variance).
+DENIED_OBJECTS = frozenset({("sympy.core.symbol", "var")})
+# C code imports these helpers of allowed modules through the model's
+# `__import__` (`datetime.strptime` imports `_strptime`).
+LIBRARY_IMPORTS = frozenset({"numpy", "sympy", "mpmath", "_strptime"})
 # numpy's implementation modules behind its public names.
 _NUMPY_IMPL = re.compile(
     r"numpy\.(_core\.\w+|lib\._\w+_impl|lib\.scimath|(linalg|random|fft|polynomial|ma)\.\w+)$"

@@ -33,6 +33,8 @@ from typing import Any
 from edgeagent.tools.sandbox.modules import real_import, trusted_wrappers
 from edgeagent.tools.sandbox.names import (
     DENIED_ATTRS,
+    DENIED_OBJECTS,
+    LIBRARY_IMPORTS,
     MODULE_ALIASES,
     ONLY_ATTRS,
     SAFE_BUILTINS,
@@ -123,6 +125,8 @@ def _function_allowed(fn: Any) -> bool:
             return True
         if any(fn is w for w in trusted_wrappers):
             return True
+        if (origin, fn.__name__) in DENIED_OBJECTS:
+            return False
         return fn.__name__ not in DENIED_ATTRS and origin_allowed(origin)
     if isinstance(fn, types.MethodType):
         return _allowed(fn.__func__)
@@ -273,7 +277,7 @@ def make_importer(
     ) -> Any:
         if not isinstance(name, str) or level != 0:
             raise ImportError("relative imports are not allowed")
-        if type(fromlist) is list and name.split(".")[0] in ("numpy", "sympy"):
+        if type(fromlist) is list and name.split(".")[0] in LIBRARY_IMPORTS:
             real_import(name)
             return None
         if not module_allowed(name):

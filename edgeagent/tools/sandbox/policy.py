@@ -109,6 +109,22 @@ class SnippetTransformer(RestrictingNodeTransformer):
         ast.fix_missing_locations(wrapped)
         return wrapped
 
+    def _vet_decorators(self, node: Any) -> Any:
+        """`@d` becomes `@_decorate_(d)`: what a decorator returns passes `_vet_` too."""
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            node.decorator_list = [
+                ast.copy_location(ast.Call(ast.Name("_decorate_", ast.Load()), [d], []), d)
+                for d in node.decorator_list
+            ]
+            ast.fix_missing_locations(node)
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
+        return self._vet_decorators(super().visit_FunctionDef(node))
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> Any:
+        return self._vet_decorators(super().visit_ClassDef(node))
+
     def visit_Module(self, node: ast.Module) -> Any:
         visited = super().visit_Module(node)
         assert isinstance(visited, ast.Module)
@@ -276,6 +292,15 @@ def inplacevar(op: str, x: Any, y: Any) -> Any:
     return _INPLACE[op](x, y)
 
 
+def vetting_decorator(decorator: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`_decorate_`: apply `decorator`, then `vet` what it returned."""
+
+    def apply(target: Any) -> Any:
+        return vet(decorator(target))
+
+    return apply
+
+
 def apply_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return fn(*args, **kwargs)
 
@@ -384,6 +409,7 @@ def make_globals(
         "_getitem_": guarded_getitem,
         "_getiter_": vetted_iter,
         "_vet_": vet,
+        "_decorate_": vetting_decorator,
         "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
         "_unpack_sequence_": guarded_unpack_sequence,
         "_write_": guarded_write,
