@@ -73,7 +73,7 @@ DENIED_PARTS = frozenset(
 EXTRA_ORIGINS = frozenset(
     {"sympy.utilities.iterables", "sympy.printing.latex", "sympy.printing.str",
      "sympy.printing.repr", "sympy.printing.pretty.pretty", "sympy.printing.printer",
-     "sympy.utilities.misc", "sympy.utilities.decorator", "_functools", "_collections",
+     "sympy.utilities.decorator", "_functools", "_collections",
      "_collections_abc", "_datetime", "_pydatetime", "_statistics", "_sre", "re._parser",
      "re._compiler", "_strptime"}
 )
