@@ -66,7 +66,8 @@ DENIED_PARTS = frozenset(
     {"utilities", "printing", "plotting", "parsing", "testing", "tests", "interactive",
      "external", "codegen", "lib", "compatibility", "benchmarks", "ctypeslib", "f2py",
      "distutils", "_pytesttester", "_utils", "_internal", "_npyio_impl", "_datasource",
-     "format", "_utils_impl", "memmap", "records", "_add_newdocs", "conftest"}
+     "format", "_utils_impl", "memmap", "records", "_add_newdocs", "conftest", "_pickle",
+     "pickle"}
 )
 # Modules model code cannot import whose functions and classes it may still
 # hold (re-exported at the top of an allowed package).
@@ -85,11 +86,12 @@ DENIED_OBJECTS = frozenset({("sympy.core.symbol", "var")})
 LIBRARY_IMPORTS = frozenset({"numpy", "sympy", "mpmath", "_strptime"})
 # numpy's implementation modules behind its public names.
 _NUMPY_IMPL = re.compile(
-    r"numpy\.(_core\.\w+|lib\._\w+_impl|lib\.scimath|(linalg|random|fft|polynomial|ma)\.\w+)$"
+    r"numpy\.((_core|core)\.\w+|lib\.\w+|(linalg|random|fft|polynomial|ma)\.\w+)$"
 )
-# numpy implementation modules that read or write files, reach ctypes,
-# pickle, or run tests.
-_IMPL_DENIED = DENIED_PARTS - {"lib"}
+# numpy implementation modules that read or write files, reach ctypes or raw
+# memory, pickle, or run tests (numpy 2 names and numpy 1.26's); `as_strided`
+# is refused by its name, its siblings (`broadcast_to`) are fine.
+_IMPL_DENIED = (DENIED_PARTS - {"lib"}) | {"npyio", "utils", "_version"}
 # Modules whose public attributes are limited to a list.
 ONLY_ATTRS: dict[str, frozenset[str]] = {
     "time": frozenset(
