@@ -107,6 +107,7 @@ def _victim_kept(scene: Scene) -> bool:
 
 ATTEMPTS: dict[str, Attempt] = {
     "read_home_file": Attempt("open({home_file!r}).read()", ("landlock",)),
+    "read_checkout_file": Attempt("open({readme!r}).read()", ("landlock",)),
     "write_outside_tempdir": Attempt(
         "open({canary!r}, 'w').close()", ("landlock",), _victim,
         lambda s: not s.canary.exists()),
@@ -133,6 +134,7 @@ def _code(attempt: Attempt, scene: Scene) -> str:
     return attempt.code.format(
         home_file=str(scene.home_file), canary=str(scene.canary), port=scene.port,
         victim=str(scene.victims / "victim.txt"), host_pid=os.getpid(),
+        readme=str(Path(__file__).resolve().parents[1] / "README.md"),
     )
 
 

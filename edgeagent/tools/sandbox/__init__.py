@@ -86,7 +86,8 @@ def protections(refresh: bool = False) -> dict[str, Any]:
     `{"layers": {name: {"active": bool, "detail": str}}, "confine_ms": float,
     "worker_ready_ms": float}`. Layer names: namespaces, uid (only when
     running as root), rlimits, no_new_privs, landlock, seccomp, python.
-    `detail` says what is enforced, or why a layer is inactive."""
+    `detail` says what is enforced, or why a layer is inactive. Raises
+    `UserError` when no worker can start at all."""
     if _PROTECTIONS and not refresh:
         return _PROTECTIONS[0]
     from edgeagent.tools.sandbox.host import CodeSandbox

@@ -61,15 +61,25 @@ def _check(rc: int, what: str) -> None:
 
 
 def read_paths() -> list[str]:
-    """Where this interpreter, its standard library and its packages live."""
+    """Where this interpreter, its standard library and its packages live.
+
+    A source checkout on sys.path (edgeagent run from its repository) gives
+    only its `edgeagent` package, not the whole checkout."""
+    package = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    checkout = os.path.dirname(package)
     found: list[str] = []
     candidates = [*sys.path, sys.prefix, sys.base_prefix, sys.exec_prefix,
                   sys.base_exec_prefix, *SYSTEM_READ]
     for path in candidates:
-        if path and os.path.exists(path):
-            real = os.path.realpath(path)
-            if real not in found and real != "/":
-                found.append(real)
+        if not path or not os.path.exists(path):
+            continue
+        real = os.path.realpath(path)
+        if real == os.path.realpath(checkout) and os.path.basename(real) not in (
+            "site-packages", "dist-packages"
+        ):
+            real = os.path.realpath(package)
+        if real not in found and real != "/":
+            found.append(real)
     return found
 
 

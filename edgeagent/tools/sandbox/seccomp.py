@@ -15,7 +15,10 @@ ENOSYS so that libc falls back to `clone`, whose flags the filter can read
 architecture (32-bit `int 0x80`, x32) kills the process.
 
 Processes may fork: candidates are forks of the worker. Children inherit the
-filter (and exec stays refused); `confine` bounds their number.
+filter (and exec stays refused); `confine` bounds their number. Signals to
+other processes of the same uid are refused by Landlock's scope (ABI 6+) or,
+when started as root, by the sandbox's own uid; on an older kernel run as a
+normal user this filter covers only the host, the keeper and groups.
 
 Not covered: files (`landlock`), namespaces and rlimits (`confine`).
 """
