@@ -138,3 +138,18 @@ def test_worker_confinement_is_visible_from_outside() -> None:
     if os.geteuid() == 0 and layers.get("uid", {}).get("active"):
         assert status["Uid"].split()[0] != "0"
         assert int(status["CapEff"], 16) == 1 << 2  # CAP_DAC_READ_SEARCH only
+
+
+def test_preloaded_numpy_loads_after_confinement_on_one_thread() -> None:
+    from edgeagent.tools import CodeSandbox
+
+    with CodeSandbox(preload=["numpy", "sympy"], timeout_s=10.0) as box:
+        result = box.run("import numpy as np\nfloat(np.ones(3).sum())")
+        assert box.worker_pid is not None
+        threads = next(
+            line.split()[1]
+            for line in Path(f"/proc/{box.worker_pid}/status").read_text().splitlines()
+            if line.startswith("Threads:")
+        )
+    assert result.error is None and result.last_value_repr == "3.0"
+    assert threads == "1"
