@@ -76,7 +76,8 @@ EXTRA_ORIGINS = frozenset(
      "sympy.printing.repr", "sympy.printing.pretty.pretty", "sympy.printing.printer",
      "sympy.utilities.decorator", "_functools", "_collections",
      "_collections_abc", "_datetime", "_pydatetime", "_statistics", "_sre", "re._parser",
-     "re._compiler", "_strptime"}
+     "re._compiler", "_strptime", "mpmath.ctx_mp_python", "mpmath.ctx_mp",
+     "mpmath.matrices.matrices", "gmpy2", "gmpy2.gmpy2", "flint"}
 )
 # Functions refused by where they are defined and their name, where the name
 # alone is too common to refuse everywhere (`numpy.var` is a variance).

@@ -66,6 +66,7 @@ _DESCRIPTORS = (
 # Cython's function types (numpy.random): judged like functions, by __module__.
 _CYTHON_FUNCTIONS = frozenset({"cython_function_or_method", "fused_cython_function"})
 _trusted: set[int] = set()
+_keep: list[Any] = []  # what `_trusted` names, so the ids stay unique
 _class_verdicts: dict[type, bool] = {}
 
 
@@ -77,10 +78,7 @@ def trust(*objs: Any) -> None:
     """Our own callables given to model code by name (builtins, host tools)."""
     for obj in objs:
         _trusted.add(id(obj))
-        _keep.append(obj)  # ids stay unique while we hold them
-
-
-_keep: list[Any] = []
+        _keep.append(obj)
 
 
 def _refuse(obj: Any) -> Refused:

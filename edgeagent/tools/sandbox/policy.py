@@ -195,6 +195,9 @@ def _safe_format_map(template: str, mapping: Any, /) -> str:
     return _FORMATTER.vformat(template, (), mapping)
 
 
+trust(_safe_format, _safe_format_map)
+
+
 def guarded_getattr(obj: Any, name: str, *default: Any) -> Any:
     """`getattr` for model code: no private or denied names; the value passes `vet`."""
     _check_attr_name(name)
