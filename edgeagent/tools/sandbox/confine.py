@@ -113,6 +113,12 @@ class _CapData(ctypes.Structure):
 def _drop_root(workdir: str) -> str:
     """A uid/gid of this sandbox's own, keeping only CAP_DAC_READ_SEARCH."""
     libc = _libc()
+    with open("/proc/self/status") as fh:
+        permitted = next(
+            int(line.split()[1], 16) for line in fh if line.startswith("CapPrm:")
+        )
+    if not permitted & (1 << CAP_DAC_READ_SEARCH):  # e.g. a default Docker container
+        raise OSError("root without CAP_DAC_READ_SEARCH: staying uid 0")
     uid = UID_BASE + os.getpid()
     os.chown(workdir, uid, uid)
     _check(libc.prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0), "prctl(KEEPCAPS)")
