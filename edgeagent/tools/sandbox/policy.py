@@ -1,22 +1,21 @@
 """RestrictedPython policy: what model code may compile to and reach at run time.
 
-Covers compilation (`compile_snippet`: RestrictedPython's checks plus two
-additions: `a[k] += v` / `obj.x += v` are allowed, rewritten through the guards,
-and the last expression's value is kept for the observation), the guard
-functions RestrictedPython calls (`_getattr_`, `_getitem_`, `_write_`,
-`_getiter_`, `_inplacevar_`, `_apply_`, `_print_`), the safe `str.format`, and
-the builtins. This is the second line of defence: the worker process and its
-limits are the wall (see `limits`, `confine`). What values model code may hold
-is `objects`; the name tables are `names`.
+Covers compilation (`compile_snippet`: RestrictedPython's checks plus:
+`a[k] += v` / `obj.x += v` are allowed, rewritten through the guards; every
+call's result and every decorator's result pass `_vet_`; the last
+expression's value is kept for the observation), the guard functions
+RestrictedPython calls (`_getattr_`, `_getitem_`, `_write_`, `_inplacevar_`,
+`_apply_`, `_print_`), and the safe `str.format`. This is the Python layer;
+the OS layer (`confine`) assumes it is broken. What values model code may
+hold is `objects`; the name tables are `names`; the builtins `namespace`.
 
-Does not cover running the code, timeouts or output transport (`worker`).
+Does not cover running the code, timeouts or output transport (`session`).
 """
 
 from __future__ import annotations
 
 import _string
 import ast
-import builtins
 import functools
 import operator
 import string
@@ -26,11 +25,10 @@ from collections.abc import Callable
 from typing import Any
 
 from RestrictedPython import compile_restricted_exec
-from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
 from RestrictedPython.transformer import RestrictingNodeTransformer
 
-from edgeagent.tools.sandbox.names import DENIED_ATTRS, SAFE_BUILTINS
-from edgeagent.tools.sandbox.objects import Refused, proxy_for, trust, vet, vetted_iter
+from edgeagent.tools.sandbox.names import DENIED_ATTRS
+from edgeagent.tools.sandbox.objects import proxy_for, trust, vet
 
 LAST_VALUE = "_last_value_"
 NO_VALUE: Any = object()
@@ -349,75 +347,3 @@ class PrintCollector:
         sep = " " if sep is None else sep
         end = "\n" if end is None else end
         self.write(sep.join(str(o) for o in objects) + end)
-
-
-# ---------------------------------------------------------------- builtins
-
-
-
-def _safe_type(obj: Any) -> type:
-    """`type(x)` only (three arguments would build classes with dunders), and
-    only when model code may hold that class: `type(f)` is not `function`."""
-    cls = type(obj)
-    try:
-        allowed: type = vet(cls)
-    except Refused:
-        name = cls.__name__
-        raise TypeError(f"type() of a {name} object is not available in the sandbox") from None
-    return allowed
-
-
-_safe_type.__name__ = _safe_type.__qualname__ = "type"
-
-
-def _safe_dir(obj: Any = NO_VALUE) -> list[str]:
-    if obj is NO_VALUE:
-        raise TypeError("dir() needs an argument in the sandbox")
-    return sorted(n for n in dir(obj) if not n.startswith("_") and n not in DENIED_ATTRS)
-
-
-def make_builtins(
-    importer: Callable[..., Any], extra: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """The `__builtins__` of model code. No open/eval/exec/compile/globals/vars/
-    input/setattr/delattr; `__import__` is the allowlisting importer."""
-    table: dict[str, Any] = {name: getattr(builtins, name) for name in SAFE_BUILTINS}
-    table.update(
-        {
-            "True": True, "False": False, "None": None,
-            "NotImplemented": NotImplemented, "Ellipsis": Ellipsis,
-            "__build_class__": builtins.__build_class__,
-            "__import__": importer,
-            "getattr": guarded_getattr,
-            "hasattr": guarded_hasattr,
-            "type": _safe_type,
-            "dir": _safe_dir,
-        }
-    )
-    if extra:
-        table.update(extra)
-    trust(*table.values())
-    return table
-
-
-def make_globals(
-    builtins_table: dict[str, Any], collector_factory: Callable[[Any], Any]
-) -> dict[str, Any]:
-    """A fresh module namespace for a session: builtins plus the guard names."""
-    return {
-        "__builtins__": builtins_table,
-        "__name__": "__sandbox__",
-        "__metaclass__": sandbox_metaclass,
-        "_getattr_": guarded_getattr,
-        "_getitem_": guarded_getitem,
-        "_getiter_": vetted_iter,
-        "_vet_": vet,
-        "_decorate_": vetting_decorator,
-        "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
-        "_unpack_sequence_": guarded_unpack_sequence,
-        "_write_": guarded_write,
-        "_inplacevar_": inplacevar,
-        "_apply_": apply_call,
-        "_print_": collector_factory,
-        "_slice_": slice,
-    }

@@ -28,15 +28,9 @@ from typing import Any
 
 from edgeagent.tools.sandbox import protocol
 from edgeagent.tools.sandbox.limits import limit_cpu_for_call
+from edgeagent.tools.sandbox.namespace import make_builtins, make_globals
 from edgeagent.tools.sandbox.objects import make_importer, trust
-from edgeagent.tools.sandbox.policy import (
-    LAST_VALUE,
-    NO_VALUE,
-    PrintCollector,
-    compile_snippet,
-    make_builtins,
-    make_globals,
-)
+from edgeagent.tools.sandbox.policy import LAST_VALUE, NO_VALUE, PrintCollector, compile_snippet
 from edgeagent.tools.sandbox.values import clean, safe_repr, to_wire
 
 NO_WEB_SEARCH = (
