@@ -251,3 +251,32 @@ def test_every_layer_reports_itself() -> None:
         f"layer {n}: {'active' if v['active'] else 'INACTIVE'}: {v['detail']}"
         for n, v in layers.items()))
     assert layers["python"]["active"] and layers["no_new_privs"]["active"]
+
+
+def test_candidates_that_cannot_fork_fail_alone_and_the_session_survives() -> None:
+    layers = protections()["layers"]
+    if "NPROC=" not in str(layers.get("rlimits", {}).get("detail")):
+        pytest.skip(f"RLIMIT_NPROC does not bind here: {layers.get('rlimits')}")
+    with UnguardedSandbox(timeout_s=10.0) as box:
+        fill = box.run(
+            "import os, signal, time\nkept = 'yes'\nkids = []\n"
+            "for _ in range(200):\n"
+            "    try:\n        pid = os.fork()\n    except OSError:\n        break\n"
+            "    if pid == 0:\n        time.sleep(60)\n        os._exit(0)\n"
+            "    kids.append(pid)\n"
+            "len(kids)"
+        )
+        assert fill.error is None, fill
+        none_start = box.run_candidates([f"kept + '{i}'" for i in range(8)])
+        assert all(r.error and "could not start" in r.error for r in none_start), none_start
+        assert not any(r.restarted for r in none_start)
+        box.discard()
+        freed = box.run(
+            "for pid in kids[:3]:\n    os.kill(pid, signal.SIGKILL)\n    os.waitpid(pid, 0)"
+        )
+        assert freed.error is None, freed
+        some_start = box.run_candidates([f"kept + '{i}'" for i in range(8)])
+        started = [i for i, r in enumerate(some_start) if r.error is None]
+        assert 1 <= len(started) <= 3, some_start
+        assert box.commit(started[0])
+        assert box.run("kept").last_value_repr == "'yes'"

@@ -24,6 +24,11 @@ from typing import Any
 from edgeagent.tools.sandbox import protocol
 from edgeagent.tools.sandbox.session import Channel, Session
 
+NOT_STARTED = (
+    "OSError: this candidate could not start (too many processes or open files in the "
+    "sandbox); earlier variables are kept."
+)
+
 
 @dataclass
 class _Child:
@@ -60,7 +65,7 @@ def _kill_all(children: list[_Child]) -> None:
         _kill(child)
 
 
-def run_round(self: Session, codes: list[str], timeout: float, grace: float) -> None:
+def run_round(session: Session, codes: list[str], timeout: float, grace: float) -> None:
     """Fork one child per snippet, gather results, then commit or discard.
 
     Returns in the committed child (which then serves the host) and in this
@@ -68,25 +73,36 @@ def run_round(self: Session, codes: list[str], timeout: float, grace: float) -> 
     children: list[_Child] = []
     gc.freeze()  # the forks' collector then leaves the shared pages alone
     for code in codes:
-        c2w_r, c2w_w = os.pipe()
-        w2c_r, w2c_w = os.pipe()
-        pid = os.fork()
+        try:
+            c2w_r, c2w_w = os.pipe()
+            w2c_r, w2c_w = os.pipe()
+        except OSError:  # out of file descriptors: this candidate does not run
+            children.append(_Child(-1, -1, -1, alive=False))
+            continue
+        try:
+            pid = os.fork()
+        except OSError:  # out of processes (RLIMIT_NPROC): this candidate does not run
+            for fd in (c2w_r, c2w_w, w2c_r, w2c_w):
+                os.close(fd)
+            children.append(_Child(-1, -1, -1, alive=False))
+            continue
         if pid == 0:
             for other in children:
-                os.close(other.rfd)
-                os.close(other.wfd)
+                if other.alive:
+                    os.close(other.rfd)
+                    os.close(other.wfd)
             os.close(c2w_r)
             os.close(w2c_w)
-            _candidate_child(self, Channel(w2c_r, c2w_w), code, timeout)
+            _candidate_child(session, Channel(w2c_r, c2w_w), code, timeout)
             return  # promoted: serve the host from here on
         os.close(c2w_w)
         os.close(w2c_r)
         children.append(_Child(pid, c2w_r, w2c_w))
     gc.unfreeze()
-    results = _gather(self, children, timeout, grace)
-    protocol.send(self.host.wfd, {"t": "results", "results": results})
+    results = _gather(session, children, timeout, grace)
+    protocol.send(session.host.wfd, {"t": "results", "results": results})
     try:
-        msg = protocol.recv(self.host.rfd, 1 << 30)
+        msg = protocol.recv(session.host.rfd, 1 << 30)
     except protocol.ProtocolError:
         _kill_all(children)
         os._exit(0)
@@ -98,7 +114,7 @@ def run_round(self: Session, codes: list[str], timeout: float, grace: float) -> 
     )
     if chosen is None:
         _kill_all(children)
-        protocol.send(self.host.wfd, {"t": "discarded"})
+        protocol.send(session.host.wfd, {"t": "discarded"})
         return
     for child in children:
         if child is not chosen:
@@ -108,16 +124,16 @@ def run_round(self: Session, codes: list[str], timeout: float, grace: float) -> 
         protocol.send(chosen.wfd, {"t": "promote"})
     except protocol.ProtocolError:
         _kill(chosen)
-        protocol.send(self.host.wfd, {"t": "discarded"})
+        protocol.send(session.host.wfd, {"t": "discarded"})
         return
-    protocol.send(self.host.wfd, {"t": "committed", "pid": chosen.pid})
+    protocol.send(session.host.wfd, {"t": "committed", "pid": chosen.pid})
     os._exit(0)
 
-def _candidate_child(self: Session, channel: Channel, code: str, timeout: float) -> None:
+def _candidate_child(session: Session, channel: Channel, code: str, timeout: float) -> None:
     gc.unfreeze()
-    self.channel = channel
+    session.channel = channel
     try:
-        result = self.execute(code, timeout)
+        result = session.execute(code, timeout)
         protocol.send(channel.wfd, result)
         verdict = protocol.recv(channel.rfd, 1 << 20)
     except BaseException:
@@ -126,13 +142,15 @@ def _candidate_child(self: Session, channel: Channel, code: str, timeout: float)
         os._exit(0)
     os.close(channel.rfd)
     os.close(channel.wfd)
-    self.channel = self.host
+    session.channel = session.host
 
-def _gather(self: Session, children: list[_Child], timeout: float, grace: float) -> list[Any]:
-    results: list[Any] = [None] * len(children)
-    bound = protocol.result_bound(self.max_output)
+def _gather(session: Session, children: list[_Child], timeout: float, grace: float) -> list[Any]:
+    results: list[Any] = [
+        None if c.alive else {"error": NOT_STARTED} for c in children
+    ]
+    bound = protocol.result_bound(session.max_output)
     deadline = time.monotonic() + timeout + grace
-    waiting = {c.rfd: i for i, c in enumerate(children)}
+    waiting = {c.rfd: i for i, c in enumerate(children) if c.alive}
     while waiting:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -149,7 +167,7 @@ def _gather(self: Session, children: list[_Child], timeout: float, grace: float)
                 continue
             if msg.get("t") == "tool":
                 started = time.monotonic()
-                reply = _forward_tool(self, i, msg)
+                reply = _forward_tool(session, i, msg)
                 deadline += time.monotonic() - started
                 with contextlib.suppress(protocol.ProtocolError):
                     protocol.send(children[i].wfd, reply)
@@ -166,12 +184,12 @@ def _gather(self: Session, children: list[_Child], timeout: float, grace: float)
         del fd
     return results
 
-def _forward_tool(self: Session, index: int, msg: dict[str, Any]) -> dict[str, Any]:
+def _forward_tool(session: Session, index: int, msg: dict[str, Any]) -> dict[str, Any]:
     protocol.send(
-        self.host.wfd,
+        session.host.wfd,
         {"t": "tool", "cand": index, "name": msg.get("name"), "arg": msg.get("arg")},
     )
     try:
-        return protocol.recv(self.host.rfd, 1 << 30)
+        return protocol.recv(session.host.rfd, 1 << 30)
     except protocol.ProtocolError:
         os._exit(0)
