@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -42,6 +43,7 @@ class Scene:
     canary: Path
     port: int
     accepted: list[Any]
+    bystander: int  # a process of the host's user that is not the sandbox's
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +68,13 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
+    bystander = subprocess.Popen(["sleep", "600"])
     try:
-        yield Scene(home_file, victims, victims / "canary", server.getsockname()[1], accepted)
+        yield Scene(home_file, victims, victims / "canary", server.getsockname()[1], accepted,
+                    bystander.pid)
     finally:
+        bystander.kill()
+        bystander.wait()
         stop.set()
         thread.join()
         server.close()
@@ -101,6 +107,22 @@ def _victim(scene: Scene) -> None:
     scene.canary.unlink(missing_ok=True)
 
 
+def _bystander_limit(scene: Scene) -> str:
+    limits = Path(f"/proc/{scene.bystander}/limits").read_text().splitlines()
+    return next(line for line in limits if line.startswith("Max open files")).split()[3]  # soft
+
+
+def _reset_bystander(scene: Scene) -> None:
+    import resource
+
+    hard = resource.prlimit(scene.bystander, resource.RLIMIT_NOFILE)[1]
+    resource.prlimit(scene.bystander, resource.RLIMIT_NOFILE, (64, hard))
+
+
+def _bystander_untouched(scene: Scene) -> bool:
+    return _bystander_limit(scene) == "64"
+
+
 def _victim_kept(scene: Scene) -> bool:
     return (scene.victims / "victim.txt").read_text() == "keep me"
 
@@ -123,6 +145,10 @@ ATTEMPTS: dict[str, Attempt] = {
         "import subprocess\nsubprocess.run(['true'], check=True)", ("seccomp", "landlock")),
     "signal_parent": Attempt("import os\nos.kill(os.getppid(), 0)", ("seccomp", "landlock")),
     "signal_host": Attempt("import os\nos.kill({host_pid}, 0)", ("seccomp", "landlock", "uid")),
+    "lower_another_process_limits": Attempt(
+        "import resource\nhard = resource.prlimit({bystander}, resource.RLIMIT_NOFILE)[1]\n"
+        "resource.prlimit({bystander}, resource.RLIMIT_NOFILE, (3, hard))",
+        ("seccomp", "uid"), _reset_bystander, _bystander_untouched),
     "ctypes_libc_system": Attempt(
         "import ctypes\nrc = ctypes.CDLL(None).system(b'touch {canary}')\n"
         "assert rc == 0, f'system() returned {{rc}}'",
@@ -135,6 +161,7 @@ def _code(attempt: Attempt, scene: Scene) -> str:
         home_file=str(scene.home_file), canary=str(scene.canary), port=scene.port,
         victim=str(scene.victims / "victim.txt"), host_pid=os.getpid(),
         readme=str(Path(__file__).resolve().parents[1] / "README.md"),
+        bystander=scene.bystander,
     )
 
 

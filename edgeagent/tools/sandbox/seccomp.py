@@ -8,8 +8,9 @@ processes (`ptrace`, `process_vm_*`, `pidfd_*`, `kcmp`), namespaces and
 mounts (`unshare`, `setns`, `mount`, clone with a namespace flag, ...),
 leaving the process group (`setsid`, `setpgid`), kernel attack surface
 (`bpf`, `io_uring_*`, `keyctl`, `userfaultfd`, `perf_event_open`, module
-and kexec calls, `open_by_handle_at`, ...), and signals to a process group,
-to every process (-1), to the keeper or to the host. `clone3` fails with
+and kexec calls, `open_by_handle_at`, ...), signals to a process group,
+to every process (-1), to the keeper or to the host, and changing another
+process's limits, affinity or priority. `clone3` fails with
 ENOSYS so that libc falls back to `clone`, whose flags the filter can read
 (EPERM there would break `pthread_create`). A system call from another
 architecture (32-bit `int 0x80`, x32) kills the process.
@@ -33,7 +34,7 @@ import os
 ACT_ALLOW = 0x7FFF0000
 ACT_KILL_PROCESS = 0x80000000
 ATTR_BADARCH, ATTR_CTL_NNP, ATTR_CTL_TSYNC = 2, 3, 4
-CMP_EQ, CMP_MASKED_EQ = 4, 7
+CMP_NE, CMP_MASKED_EQ = 1, 7
 
 DENIED = (
     "execve", "execveat", "socket", "socketpair", "ptrace", "process_vm_readv",
@@ -47,6 +48,11 @@ DENIED = (
     "quotactl", "personality", "lookup_dcookie", "vhangup", "iopl", "ioperm",
 )
 SIGNALLING = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
+# Calls that act on another process (same uid: the host) when a pid is given;
+# (name, index of the pid argument). With 0 they act on the caller.
+OTHER_PROCESS = (("prlimit64", 0), ("sched_setaffinity", 0), ("sched_setscheduler", 0),
+                 ("sched_setparam", 0), ("sched_setattr", 0), ("setpriority", 1),
+                 ("ioprio_set", 1))
 # CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, NEWTIME
 NAMESPACE_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000,
                    0x40000000, 0x00000080)
@@ -119,6 +125,8 @@ def _build(lib: ctypes.CDLL, host_pid: int, keeper_pid: int) -> int:
         rule(_errno_action(errno.ENOSYS), "clone3")
         for flag in NAMESPACE_FLAGS:
             rule(eperm, "clone", (0, CMP_MASKED_EQ, flag, flag))
+        for name, index in OTHER_PROCESS:
+            rule(eperm, name, (index, CMP_NE, 0, 0))
         low = 0xFFFFFFFF
         for name in SIGNALLING:
             rule(eperm, name, (0, CMP_MASKED_EQ, 0x80000000, 0x80000000))  # pid < 0
