@@ -182,7 +182,7 @@ def confine(
     try:
         active, detail, own_userns = _namespaces()
         layers["namespaces"] = {"active": active, "detail": detail}
-    except OSError as exc:
+    except (OSError, AttributeError, ValueError) as exc:
         layers["namespaces"] = {"active": False, "detail": str(exc)}
     if os.geteuid() == 0:
         _layer(layers, "uid", lambda: _drop_root(workdir))
