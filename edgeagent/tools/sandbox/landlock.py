@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
 # x86_64 and aarch64 (and every architecture using the generic table) agree.
 _SYS = {"create_ruleset": 444, "add_rule": 445, "restrict_self": 446}
@@ -66,7 +65,8 @@ def _syscall(name: str, *args: object) -> int:
 
 def abi_version() -> int:
     """The kernel's Landlock ABI, 0 when it has none (or it is disabled)."""
-    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "aarch64"):
+    uname = os.uname()
+    if uname.sysname != "Linux" or uname.machine not in ("x86_64", "aarch64"):
         return 0
     try:
         return _syscall("create_ruleset", None, ctypes.c_size_t(0),

@@ -27,7 +27,6 @@ Not covered: files (`landlock`), namespaces and rlimits (`confine`).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 
@@ -81,7 +80,9 @@ def library() -> ctypes.CDLL:
     try:
         lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
     except OSError:
-        name = ctypes.util.find_library("seccomp")  # runs ldconfig: before confinement only
+        from ctypes.util import find_library  # slow (imports subprocess): fallback only
+
+        name = find_library("seccomp")  # runs ldconfig: before confinement only
         try:
             lib = ctypes.CDLL(name or "libseccomp.so", use_errno=True)
         except OSError as exc:
