@@ -63,6 +63,7 @@ class GoldQaError(GoldError):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -259,7 +260,7 @@ class GoldQaReport:
         self.dropped = self.dropped or {}
         self.first = self.first or {}
         self.dropped[exc.reason] = self.dropped.get(exc.reason, 0) + 1
-        self.first.setdefault(exc.reason, f"{task_id}: {exc}")
+        self.first.setdefault(exc.reason, f"{task_id}: {exc.detail}")
 
     def lines(self) -> list[str]:
         out = [f"{self.kept} of {self.total} questions survive"
