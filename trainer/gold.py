@@ -233,3 +233,22 @@ def gsm8k_cot_trajectory(example: Mapping[str, Any], *, task_id: str,
         raise GoldError("the solution has no reasoning before ####")
     return cot_trajectory(task_id, question, reasoning, f"\\boxed{{{gold}}}", gold=gold,
                           dataset=dataset)
+
+
+def gsm8k_records(examples: list[Any], *, stem: str, fmt: str = "agent"
+                  ) -> tuple[list[Trajectory], list[str]]:
+    """Gold records (`fmt` "agent" or "cot") of GSM8K examples, and "<id>: <reason>" for
+    each example that gives none."""
+    make = gold_trajectory if fmt == "agent" else gsm8k_cot_trajectory
+    records: list[Trajectory] = []
+    skipped: list[str] = []
+    for n, ex in enumerate(examples):
+        if not isinstance(ex, Mapping):
+            skipped.append(f"{stem}:{n}: not a JSON object")
+            continue
+        try:
+            records.append(make(ex, task_id=str(ex.get("id") or f"{stem}:{n}"),
+                                dataset="gsm8k"))
+        except GoldError as exc:
+            skipped.append(f"{stem}:{n}: {exc}")
+    return records, skipped

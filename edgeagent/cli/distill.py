@@ -233,7 +233,7 @@ def _write(out: Path, records: list[Any]) -> None:
 
 def _cmd_gold(args: argparse.Namespace) -> int:
     from edgeagent.eval.data import read_examples
-    from trainer.gold import GoldError, gold_trajectory, gsm8k_cot_trajectory
+    from trainer.gold import gsm8k_records
 
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be at least 1")
@@ -247,16 +247,7 @@ def _cmd_gold(args: argparse.Namespace) -> int:
         return _gold_hotpotqa(args, examples, stem)
     if args.exclude:
         raise UserError("--exclude goes with --bench hotpotqa")
-    make = gold_trajectory if args.fmt == "agent" else gsm8k_cot_trajectory
-    records, skipped = [], []
-    for n, ex in enumerate(examples):
-        try:
-            records.append(make(ex, task_id=str(ex.get("id") or f"{stem}:{n}"),
-                                dataset="gsm8k"))
-        except GoldError as exc:
-            skipped.append(f"{stem}:{n}: {exc}")
-        except AttributeError:
-            skipped.append(f"{stem}:{n}: not a JSON object")
+    records, skipped = gsm8k_records(examples, stem=stem, fmt=args.fmt)
     if not records:
         raise UserError(f"no gold trajectories from {args.data} (first problem: {skipped[0]})")
     _write(args.out, records)
