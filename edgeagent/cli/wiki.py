@@ -1,4 +1,4 @@
-"""`edgeagent wiki build|list|search|rm|starter`: manage local Wikipedia indexes.
+"""`edgeagent wiki build|pull|list|search|rm|starter`: manage local Wikipedia indexes.
 
 Top-level imports stay light (argparse only); Tantivy, rich and the builders
 are imported inside the handlers. Bad input raises `UserError` (one line,
@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+
+_WIKI18 = "PeterJinGo/wiki-18-corpus wiki-18.jsonl.gz"
 
 
 def register(sub: Any) -> None:
@@ -43,6 +45,33 @@ def register(sub: Any) -> None:
     build.add_argument("--attribution", default="", help="attribution text shown by `wiki list`")
     build.add_argument("--license", default="", help="license of the source text")
     build.set_defaults(handler=_build)
+
+    pull = cmds.add_parser(
+        "pull", help="the paper's Wikipedia (wiki-18, 21M passages) from the Hugging Face Hub",
+        description="Stream a corpus file of a Hub dataset repo (default: the paper's "
+        f"wiki-18, {_WIKI18}) into index NAME. Prints the download, disk and time estimate "
+        "first; a pull that is interrupted resumes when run again; the previous index NAME "
+        "stays searchable until the new one is complete.")
+    pull.add_argument("name", metavar="NAME", nargs="?", default="wiki-18",
+                      help="index name (default: wiki-18)")
+    pull.add_argument("--repo", default="PeterJinGo/wiki-18-corpus",
+                      help="dataset repo (default: PeterJinGo/wiki-18-corpus)")
+    pull.add_argument("--file", default="wiki-18.jsonl.gz",
+                      help="file in the repo: {id, contents} JSON Lines, .gz or gzip of a tar")
+    pull.add_argument("--revision", default="main", help="branch, tag or commit (default: main)")
+    pull.add_argument("--limit", type=int, default=None, metavar="N",
+                      help="index only the first N passages")
+    pull.add_argument("--force", action="store_true", help="replace an existing index NAME")
+    pull.add_argument("--restart", action="store_true",
+                      help="drop what an interrupted pull kept and start from the first passage")
+    pull.add_argument("--dry-run", action="store_true",
+                      help="print the estimate and stop")
+    pull.add_argument("--threads", type=int, default=None, metavar="N",
+                      help="index writer threads (default: CPUs, at most 4)")
+    pull.add_argument("--checkpoint-every", type=int, default=250_000, metavar="N",
+                      help="commit every N passages; a resume restarts from the last commit "
+                      "(default 250000)")
+    pull.set_defaults(handler=_pull)
 
     lst = cmds.add_parser("list", help="list indexes with their size, source and attribution")
     lst.add_argument("--json", action="store_true", help="print JSON")
@@ -80,6 +109,29 @@ def _build(args: argparse.Namespace) -> int:
         )
     rate = meta.passages / meta.build_seconds if meta.build_seconds else 0.0
     print(f"built wiki index {meta.name!r}: {meta.passages:,} passages ({meta.format}) "
+          f"in {meta.build_seconds:.1f} s, {rate:,.0f} passages/s")
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from edgeagent.wiki import pull
+    from edgeagent.wiki.progress import rich_progress
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    p = pull.plan(args.name, repo=args.repo, filename=args.file, revision=args.revision,
+                  limit=args.limit, threads=args.threads, force=args.force)
+    say(p.describe())
+    if args.dry_run:
+        return 0
+    with rich_progress(f"wiki {args.name}", plain_every=15.0) as progress:
+        meta = pull.run(p, force=args.force, restart=args.restart, threads=args.threads,
+                        checkpoint_every=args.checkpoint_every, progress=progress, say=say)
+    rate = meta.passages / meta.build_seconds if meta.build_seconds else 0.0
+    resumed = meta.extra.get("resumed_at") or 0
+    note = f" (resumed at {resumed:,})" if resumed else ""
+    print(f"pulled wiki index {meta.name!r}: {meta.passages:,} passages{note} "
           f"in {meta.build_seconds:.1f} s, {rate:,.0f} passages/s")
     return 0
 
