@@ -205,10 +205,15 @@ def run(p: PullPlan, *, force: bool = False, restart: bool = False,
         yield from source.passages()
         finished.append(True)
 
+    extra: dict[str, object] = {"repo": file.repo, "revision": file.revision,
+                                 "commit": file.commit, "file": file.filename, "limit": p.limit,
+                                 "sha256": file.sha256, "verified": None}
+
     def check_download() -> None:
         if not finished or not streams:
             return  # a partial read (--limit) or a local file: nothing to check
         stream = streams[-1]
+        extra["verified"] = stream.verified
         if stream.verified is False:
             shutil.rmtree(p.workdir, ignore_errors=True)
             raise UserError(f"{file.filename}: sha256 {stream.hexdigest()} does not match the "
@@ -222,6 +227,5 @@ def run(p: PullPlan, *, force: bool = False, restart: bool = False,
         license=WIKI18_LICENSE if file.repo == WIKI18_REPO else "", threads=threads,
         progress=progress, position=source.position, bytes_total=file.size,
         before_commit=check_download, root=root,
-        extra={"repo": file.repo, "revision": file.revision, "commit": file.commit,
-               "file": file.filename, "limit": p.limit, "sha256": file.sha256},
+        extra=extra,
     )
