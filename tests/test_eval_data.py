@@ -120,7 +120,7 @@ def test_distill_gold_defaults_to_the_gsm8k_train_set(data_hub: tuple[HubStandin
     assert len(records) == 3 and records[0]["model"] == "gold-annotations"
 
 
-def test_eval_cli_data_dir_flag(shared_data: Path, tmp_path: Path,
+def test_eval_cli_data_dir_flag(tmp_path: Path, edgeagent_home: Path,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     from edgeagent.cli import main
 
@@ -128,3 +128,5 @@ def test_eval_cli_data_dir_flag(shared_data: Path, tmp_path: Path,
                "--data-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc != 0 and "benchmark file missing" in err and err.count("\n") == 1
+    # `eval --data-dir` names the data files, not the app's home (top-level --data-dir)
+    assert os.environ["EDGEAGENT_HOME"] == str(edgeagent_home)

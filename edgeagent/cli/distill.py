@@ -46,7 +46,7 @@ def register(sub: Any) -> None:
                    "({question, answer ending in '#### N'}) or a benchmark JSON file "
                    "(default: the GSM8K train set, benchmarks/train/gsm8k_train_7473.jsonl, "
                    "from --data-dir, the data dir or the Hub)")
-    g.add_argument("--data-dir", default=None, metavar="DIR",
+    g.add_argument("--data-dir", dest="bench_data", default=None, metavar="DIR",
                    help="folder with the paper's data files; offline (default: "
                    "$EDGEAGENT_DATA, else the data dir, else a download from the Hub)")
     g.add_argument("--out", "-o", type=Path, required=True, help="trajectory JSONL to write")
@@ -226,7 +226,7 @@ def _cmd_gold(args: argparse.Namespace) -> int:
     if args.data is None:
         from edgeagent.eval.datafiles import locate
 
-        args.data = locate(GOLD_DEFAULT, args.data_dir)
+        args.data = locate(GOLD_DEFAULT, args.bench_data)
     examples = read_examples(args.data)
     if args.limit is not None:
         examples = examples[: args.limit]

@@ -56,7 +56,8 @@ def register(sub: Any) -> None:
     p.add_argument("--judge", default=None, metavar="URL",
                    help="OpenAI-compatible endpoint of an LLM judge for factual QA")
     p.add_argument("--judge-model", default=None, help="model name to ask the judge endpoint for")
-    p.add_argument("--data-dir", "--data-root", dest="data_dir", default=None, metavar="DIR",
+    # its own dest: the top-level `edgeagent --data-dir` (config/data/cache home) is another
+    p.add_argument("--data-dir", "--data-root", dest="bench_data", default=None, metavar="DIR",
                    help="folder with the paper's data files (benchmarks/…, wiki/…); offline, "
                    "nothing downloaded (default: $EDGEAGENT_DATA, else the data dir, "
                    "else a download from the Hub)")
@@ -145,7 +146,7 @@ def handle(args: argparse.Namespace) -> int:
 
     from edgeagent.eval.data import data_root
 
-    data = data_root(args.data_dir)
+    data = data_root(args.bench_data)
     specs = parse_specs(args.bench)
     benches = [load_benchmark(s, data) for s in specs]
     names = [b.name for b in benches]
