@@ -82,8 +82,8 @@ def test_pull_limit_keeps_order_and_ids(kind: str, shared_data: Path, hub_root: 
     assert meta["passages"] == 2000 and meta["extra"]["limit"] == 2000
     assert meta["extra"]["commit"] == hub.commit(hub_root / "datasets" / REPO)
     # a passage is found with its title and its corpus id
-    line = json.loads((write_corpus(shared_data, tmp_path / "c.jsonl", 1500, "jsonl")
-                       .read_text().splitlines()[1234]))
+    line = json.loads(write_corpus(shared_data, tmp_path / "c.jsonl", 1500, "jsonl")
+                       .read_text().splitlines()[1234])
     title = line["contents"].split("\n")[0].strip('"')
     words = " ".join(line["contents"].split("\n")[1].split()[:12])
     found = json.loads(_cli(env, "wiki", "search", "wiki-18", words, "-k", "3", "--json").stdout)

@@ -140,11 +140,9 @@ def handle(args: argparse.Namespace) -> int:
     from edgeagent.errors import UserError
 
     _check(args)
-    from edgeagent.eval.data import load_benchmark, parse_specs
+    from edgeagent.eval.data import data_root, load_benchmark, parse_specs
     from edgeagent.eval.runner import EvalConfig, run_eval
     from edgeagent.models.registry import resolve_model
-
-    from edgeagent.eval.data import data_root
 
     data = data_root(args.bench_data)
     specs = parse_specs(args.bench)

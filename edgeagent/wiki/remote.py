@@ -18,6 +18,7 @@ transfers (a plain HTTP GET of the resolve URL works on every Hub).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -156,10 +157,8 @@ class HubStream(io.RawIOBase):
 
     def _disconnect(self) -> None:
         if self._response is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._response.close()
-            except Exception:
-                pass
         self._response = None
         self._chunks = None
 

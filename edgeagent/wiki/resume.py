@@ -113,8 +113,8 @@ def build_resumable(
             progress(BuildStatus(seen, position() if position else 0, bytes_total,
                                  time.perf_counter() - started, now_phase))
 
-    writer: tantivy.IndexWriter | None = index.writer(
-        heap_size=heap_mb * 1_000_000 * n_threads, num_threads=n_threads)
+    w = index.writer(heap_size=heap_mb * 1_000_000 * n_threads, num_threads=n_threads)
+    writer: tantivy.IndexWriter | None = w
     try:
         next_report = started
         since_commit = 0
@@ -127,12 +127,12 @@ def build_resumable(
                     report("skipping")
                 continue
             phase = "indexing"
-            writer.add_document(make_document(analysis, passage.title, passage.text,
+            w.add_document(make_document(analysis, passage.title, passage.text,
                                               passage.doc_id))
             added += 1
             since_commit += 1
             if since_commit >= checkpoint_every:
-                writer.commit()
+                w.commit()
                 since_commit = 0
                 write_state(workdir, dict(read_state(workdir), committed=seen))
             if progress is not None and seen % 512 == 0:
@@ -146,8 +146,8 @@ def build_resumable(
             raise UserError(f"{source} holds {seen:,} passages, fewer than the {done:,} "
                             "already indexed; run `edgeagent wiki pull` with --restart")
         report("committing")
-        writer.commit()
-        writer.wait_merging_threads()
+        w.commit()
+        w.wait_merging_threads()
         writer = None
         write_state(workdir, dict(read_state(workdir), committed=seen))
         if before_commit is not None:

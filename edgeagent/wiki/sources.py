@@ -15,9 +15,9 @@ the (de)compressed stream (wiki-18's `wiki-18.jsonl.gz` is reported to be a
 gzip of a tar) is read as its first regular member, streamed. A `Source` reads
 a local file, or any byte stream (`Source.from_stream`, used by `wiki pull` for
 a download that is never stored). Lines are split on "\\n" only (the data has
-U+2028 inside text). Every kind of bad input (missing
-file, unknown format, truncated archive, non-UTF-8 bytes, invalid or
-truncated JSON line, wrong TSV columns) raises a one-line `UserError`.
+U+2028 inside text). Every kind of bad input (missing file, unknown format,
+truncated archive, non-UTF-8 bytes, invalid or truncated JSON line, wrong TSV
+columns, a tar without a data file) raises a one-line `UserError`.
 
 Not covered: Parquet/Arrow datasets, tar archives of several data files.
 """
@@ -34,7 +34,7 @@ import tarfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 from xml.etree.ElementTree import ParseError
 
 from edgeagent.errors import UserError
@@ -71,7 +71,7 @@ class Source:
         self.path = Path(path)
         self.label = self.path.name
         self.split = split
-        self._opener: Callable[[], BinaryIO] | None = None
+        self._opener: Callable[[], IO[bytes] | io.RawIOBase] | None = None
         if not self.path.exists():
             raise UserError(f"no such file: {self.path}")
         if self.path.is_dir():
@@ -84,7 +84,8 @@ class Source:
         self.format = self._check_format(fmt)
 
     @classmethod
-    def from_stream(cls, name: str, opener: Callable[[], BinaryIO], *, size: int | None,
+    def from_stream(cls, name: str, opener: Callable[[], IO[bytes] | io.RawIOBase], *,
+                    size: int | None,
                     fmt: str = "auto", split: bool = True) -> Source:
         """A source read from `opener()` (called once per pass); `name` names it in errors."""
         self = cls.__new__(cls)
@@ -104,7 +105,7 @@ class Source:
 
     # -- opening -----------------------------------------------------------------
 
-    def _open_raw(self) -> BinaryIO:
+    def _open_raw(self) -> IO[bytes] | io.RawIOBase:
         if self._opener is not None:
             return self._opener()
         try:
@@ -117,7 +118,7 @@ class Source:
         raw = io.BufferedReader(self._open_raw(), buffer_size=1 << 20)  # type: ignore[type-var]
         self._raw = raw
         head = raw.peek(3)[:3]
-        stream: BinaryIO = raw  # type: ignore[assignment]
+        stream: BinaryIO = raw
         if head.startswith(_GZIP_MAGIC):
             stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
         elif head.startswith(_BZ2_MAGIC):
@@ -130,7 +131,7 @@ class Source:
         if len(head) < 262 or head[257:262] != b"ustar":
             return stream
         try:
-            tar = tarfile.open(fileobj=stream, mode="r|")
+            tar = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 (closed by _TarMember)
             for member in tar:
                 if member.isfile():
                     inner = tar.extractfile(member)
@@ -324,7 +325,7 @@ class Source:
 class _TarMember(io.RawIOBase):
     """The member of a streamed tar being read; closing it closes the archive and stream."""
 
-    def __init__(self, inner: BinaryIO, tar: tarfile.TarFile, outer: BinaryIO) -> None:
+    def __init__(self, inner: IO[bytes], tar: tarfile.TarFile, outer: BinaryIO) -> None:
         super().__init__()
         self._inner = inner
         self._tar = tar
@@ -344,11 +345,12 @@ class _TarMember(io.RawIOBase):
     def readline(self, size: int | None = -1) -> bytes:
         return self._inner.readline(-1 if size is None else size)
 
-    def __iter__(self) -> Iterator[bytes]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[bytes]:
         return iter(self._inner)
 
     def peek(self, size: int = 0) -> bytes:
-        return self._inner.peek(size)  # type: ignore[attr-defined, no-any-return]
+        peek: Callable[[int], bytes] = getattr(self._inner, "peek")  # noqa: B009
+        return peek(size)
 
     def close(self) -> None:
         if not self.closed:
