@@ -205,3 +205,24 @@ def test_local_gzip_of_tar_builds(shared_data: Path, tmp_path: Path) -> None:
     src = write_corpus(shared_data, tmp_path / "wiki-18.tar.gz", 300, "tar.gz")
     meta = build_from_file("tarred", src, root=tmp_path / "wiki")
     assert meta.passages == 300 and meta.format == "jsonl"
+
+
+def test_dropped_connection_is_resumed_with_a_range_request(
+        shared_data: Path, hub_root: Path, hub: HubStandin, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeagent.wiki import pull
+    from edgeagent.wiki.build import BuildStatus
+
+    corpus = write_corpus(shared_data, hub_root / "datasets" / REPO / FILE, 2000, "gz")
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    root = tmp_path / "wiki"
+    plan = pull.plan(root=root)
+    hub.cut_after = 150_000  # the body stops there once; the client must ask for the rest
+    seen: list[BuildStatus] = []
+    meta = pull.run(plan, root=root, progress=seen.append)
+    assert meta.passages == 2000 and meta.extra["verified"] is True
+    ranges = [r.range for r in hub.requests if "/resolve/" in r.path and r.method == "GET"]
+    assert ranges[0] is None and ranges[1] is not None and ranges[1].startswith("bytes=")
+    assert 0 < int(ranges[1][6:].rstrip("-")) <= 150_000  # from where it stopped
+    size = corpus.stat().st_size
+    assert any(0 < s.bytes_read <= size for s in seen) and seen[-1].phase == "done"

@@ -182,7 +182,7 @@ class HubStream(io.RawIOBase):
             response.close()
             raise UserError(f"{what}: {endpoint()} answered HTTP {response.status_code}",
                             exit_code=3)
-        chunks = response.iter_raw(CHUNK)
+        chunks = response.iter_raw(1 << 16)
         if self.pos and response.status_code != 206:
             skip = self.pos  # the server ignored the Range header: drop what we have
             while skip > 0:
