@@ -226,3 +226,22 @@ def test_dropped_connection_is_resumed_with_a_range_request(
     assert 0 < int(ranges[1][6:].rstrip("-")) <= 150_000  # from where it stopped
     size = corpus.stat().st_size
     assert any(0 < s.bytes_read <= size for s in seen) and seen[-1].phase == "done"
+
+
+def test_too_little_disk_is_refused_before_anything_starts(
+        shared_data: Path, hub_root: Path, hub: HubStandin, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil as sh
+
+    from edgeagent.wiki import pull
+
+    write_corpus(shared_data, hub_root / "datasets" / REPO / FILE, 50, "gz")
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    real = sh.disk_usage
+    monkeypatch.setattr(pull.shutil, "disk_usage",
+                        lambda path: real(path)._replace(free=1_000_000))
+    plan = pull.plan(root=tmp_path / "wiki")
+    assert "free: 1 MB" in plan.describe() and "21,015,324 passages" in plan.describe()
+    with pytest.raises(UserError, match="not enough disk"):
+        pull.run(plan, root=tmp_path / "wiki")
+    assert not [r for r in hub.requests if "/resolve/" in r.path]  # nothing was downloaded

@@ -121,7 +121,7 @@ def _pull(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr, flush=True)
 
     p = pull.plan(args.name, repo=args.repo, filename=args.file, revision=args.revision,
-                  limit=args.limit, threads=args.threads, force=args.force)
+                  limit=args.limit, force=args.force)
     say(p.describe())
     if args.dry_run:
         return 0
