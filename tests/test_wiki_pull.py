@@ -245,3 +245,27 @@ def test_too_little_disk_is_refused_before_anything_starts(
     with pytest.raises(UserError, match="not enough disk"):
         pull.run(plan, root=tmp_path / "wiki")
     assert not [r for r in hub.requests if "/resolve/" in r.path]  # nothing was downloaded
+
+
+def test_ctrl_c_keeps_the_committed_part(shared_data: Path, hub_root: Path, hub: HubStandin,
+                                         tmp_path: Path) -> None:
+    write_corpus(shared_data, hub_root / "datasets" / REPO / FILE, 12000, "gz")
+    home = tmp_path / "home"
+    hub.delay_per_chunk = 0.3
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeagent", "wiki", "pull", "--checkpoint-every", "1000"],
+        env=_env(home, hub.url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    folder = home / "data" / "wiki" / "wiki-18"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(folder.glob(".partial-*/pull-state.json")):
+        time.sleep(0.2)
+    while time.monotonic() < deadline:
+        states = list(folder.glob(".partial-*/pull-state.json"))
+        if states and json.loads(states[0].read_text()).get("committed"):
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted;" in err and "passages kept, run the same command to resume" in err
+    assert "Traceback" not in err and list(folder.glob(".partial-*"))

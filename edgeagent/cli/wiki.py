@@ -125,9 +125,16 @@ def _pull(args: argparse.Namespace) -> int:
     say(p.describe())
     if args.dry_run:
         return 0
-    with rich_progress(f"wiki {args.name}", plain_every=15.0) as progress:
-        meta = pull.run(p, force=args.force, restart=args.restart, threads=args.threads,
-                        checkpoint_every=args.checkpoint_every, progress=progress, say=say)
+    try:
+        with rich_progress(f"wiki {args.name}", plain_every=15.0) as progress:
+            meta = pull.run(p, force=args.force, restart=args.restart, threads=args.threads,
+                            checkpoint_every=args.checkpoint_every, progress=progress, say=say)
+    except KeyboardInterrupt:
+        from edgeagent.wiki.resume import committed_passages
+
+        kept = committed_passages(p.workdir)
+        say(f"edgeagent: interrupted; {kept:,} passages kept, run the same command to resume")
+        return 130
     rate = meta.passages / meta.build_seconds if meta.build_seconds else 0.0
     resumed = meta.extra.get("resumed_at") or 0
     note = f" (resumed at {resumed:,})" if resumed else ""
