@@ -127,25 +127,42 @@ def locate(rel: str, data_dir: str | os.PathLike[str] | None = None) -> Path:
 
 
 def download(rel: str) -> Path:
-    """`rel` from the Hub (or the Hugging Face cache), checked against its sha256."""
-    from edgeagent.wiki.remote import endpoint, hub_error
+    """`rel` from the Hugging Face cache or the Hub, checked against its sha256.
+
+    The cache is tried first, without the network: the sha256 pins the content,
+    so a cached copy is as good as a fresh one. Before going online the endpoint
+    is probed once, so no network is one line at once, not minutes of retries.
+    """
+    from edgeagent.wiki.remote import endpoint, hub_error, probe
 
     pinned = FILES.get(rel)
     if pinned is None:
         raise UserError(f"no data file {rel!r} is known; known: {', '.join(sorted(FILES))}")
     repo, revision = data_repo()
+    what = f"{repo}@{revision}:{rel}"
+    hint = "pass --data-dir DIR with the paper's files to work offline"
     try:
         from huggingface_hub import hf_hub_download
-
-        found = Path(hf_hub_download(repo, rel, repo_type="dataset", revision=revision,
-                                     endpoint=endpoint()))
     except ImportError:
-        raise UserError("huggingface_hub is not installed; pass --data-dir DIR") from None
-    except Exception as exc:
-        raise hub_error(exc, f"{repo}@{revision}:{rel}") from None
-    digest = _sha256(found)
-    if digest != pinned.sha256:
-        raise UserError(f"{repo}:{rel} has sha256 {digest}, not the pinned {pinned.sha256}; "
-                        "refusing to use it (pass --data-dir DIR with the paper's files)",
-                        exit_code=3)
+        raise UserError(f"huggingface_hub is not installed; {hint}") from None
+    found: Path | None = None
+    try:
+        found = Path(hf_hub_download(repo, rel, repo_type="dataset", revision=revision,
+                                     endpoint=endpoint(), local_files_only=True))
+        if _sha256(found) != pinned.sha256:
+            found = None  # an old or damaged copy: fetch it again
+    except Exception:
+        found = None
+    if found is None:
+        probe(what, hint)
+        try:
+            found = Path(hf_hub_download(repo, rel, repo_type="dataset", revision=revision,
+                                         endpoint=endpoint(), force_download=False))
+        except Exception as exc:
+            raise hub_error(exc, what, hint) from None
+        digest = _sha256(found)
+        if digest != pinned.sha256:
+            raise UserError(f"{repo}:{rel} has sha256 {digest}, not the pinned {pinned.sha256}; "
+                            "refusing to use it (pass --data-dir DIR with the paper's files)",
+                            exit_code=3)
     return found

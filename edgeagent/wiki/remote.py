@@ -49,8 +49,15 @@ class HubFile:
     url: str
 
 
-def hub_error(exc: BaseException, what: str) -> UserError:
-    """A one-line error for a failed Hub call about `what`."""
+def hub_error(exc: BaseException, what: str, hint: str = "") -> UserError:
+    """A one-line error for a failed Hub call about `what` (`hint` ends it, when given)."""
+    error = _hub_error(exc, what)
+    if hint:
+        return UserError(f"{error}; {hint}", exit_code=error.exit_code)
+    return error
+
+
+def _hub_error(exc: BaseException, what: str) -> UserError:
     name = type(exc).__name__
     if name == "GatedRepoError":
         return UserError(f"{what} is gated: accept its terms on the Hub and set HF_TOKEN",
@@ -64,13 +71,23 @@ def hub_error(exc: BaseException, what: str) -> UserError:
         return UserError(f"{what}: no such file in the repo", exit_code=3)
     if name in ("OfflineModeIsEnabled", "LocalEntryNotFoundError"):
         return UserError(f"{what}: not in the local cache and the Hub cannot be reached "
-                         "(offline?); pass --data-dir DIR to use local files", exit_code=3)
+                         "(offline?)", exit_code=3)
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if status is not None:
         return UserError(f"{what}: {endpoint()} answered HTTP {status}", exit_code=3)
     detail = str(exc).splitlines()[0] if str(exc) else name
     return UserError(f"cannot reach {endpoint()} for {what} (no network?): {detail}",
                      exit_code=3)
+
+
+def probe(what: str, hint: str = "") -> None:
+    """Fail at once, in one line, when the endpoint cannot be reached at all."""
+    import httpx
+
+    try:
+        httpx.head(endpoint(), timeout=httpx.Timeout(10.0, connect=5.0))
+    except httpx.TransportError as exc:
+        raise hub_error(exc, what, hint) from None
 
 
 def _lfs_sha256(sibling: Any) -> str | None:
