@@ -148,9 +148,10 @@ def plan(name: str = WIKI18_NAME, *, repo: str = WIKI18_REPO, filename: str = WI
     resume_from = committed_passages(workdir) if workdir.is_dir() else 0
     # the reading thread (JSON, analysis) bounds the rate, not the writer threads
     rate = PASSAGES_PER_SECOND
-    folder = store.root_dir(root)
-    probe = folder if folder.exists() else Path(folder.anchor or ".")
-    free = shutil.disk_usage(probe).free
+    existing = store.root_dir(root).resolve()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # the disk the index folder will be made on
+    free = shutil.disk_usage(existing).free
     return PullPlan(name=name, file=file, limit=limit, passages=passages,
                     download_bytes=download, index_bytes=passages * INDEX_BYTES_PER_PASSAGE,
                     seconds=max(0, passages - resume_from) / rate, free_bytes=free,
