@@ -48,7 +48,7 @@ def scripted_events(question: str) -> list[Event]:
     events += [Token(step=1, candidate=0, text=t) for t in ("Thought: I ", "should ", "search")]
     for i in range(3):
         events.append(Candidate(step=1, index=i, thought=THOUGHT1, code=CODE1,
-                                key="Paris" if i < 2 else "Lyon", ok=i < 2 or True,
+                                key="Paris" if i < 2 else "Lyon", ok=True,
                                 observation="Paris" if i < 2 else "Lyon"))
     events += [
         Vote(step=1, chosen=0, agree=2, total=3, groups={"Paris": [0, 1], "Lyon": [2]}),

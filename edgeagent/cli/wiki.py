@@ -12,8 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgeagent.wiki.build import BuildStatus, ProgressFn
 
 _WIKI18 = "PeterJinGo/wiki-18-corpus wiki-18.jsonl.gz"
 
@@ -99,9 +104,8 @@ def register(sub: Any) -> None:
 
 def _build(args: argparse.Namespace) -> int:
     from edgeagent.wiki.build import build_from_file
-    from edgeagent.wiki.progress import rich_progress
 
-    with rich_progress(f"wiki {args.name}") as progress:
+    with _index_progress(f"wiki {args.name}") as progress:
         meta = build_from_file(
             args.name, args.source, fmt=args.format, limit=args.limit, split=not args.no_split,
             force=args.force, attribution=args.attribution, license=args.license,
@@ -115,7 +119,6 @@ def _build(args: argparse.Namespace) -> int:
 
 def _pull(args: argparse.Namespace) -> int:
     from edgeagent.wiki import pull
-    from edgeagent.wiki.progress import rich_progress
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -126,7 +129,7 @@ def _pull(args: argparse.Namespace) -> int:
     if args.dry_run:
         return 0
     try:
-        with rich_progress(f"wiki {args.name}", plain_every=15.0) as progress:
+        with _index_progress(f"wiki {args.name}", plain_every=15.0) as progress:
             meta = pull.run(p, force=args.force, restart=args.restart, threads=args.threads,
                             checkpoint_every=args.checkpoint_every, progress=progress, say=say)
     except KeyboardInterrupt:
@@ -195,14 +198,62 @@ def _rm(args: argparse.Namespace) -> int:
 
 
 def _starter(args: argparse.Namespace) -> int:
-    from edgeagent.wiki.progress import rich_progress
     from edgeagent.wiki.starter import STARTER_NAME, ensure_starter_index
     from edgeagent.wiki.store import read_meta
 
-    with rich_progress("wiki starter") as progress:
+    with _index_progress("wiki starter") as progress:
         ensure_starter_index(progress, force=args.force)
     meta = read_meta(STARTER_NAME)
     if meta is not None:
         print(f"wiki index {STARTER_NAME!r} ready: {meta.passages:,} passages\n"
               f"    {meta.attribution}")
     return 0
+
+
+@contextmanager
+def _index_progress(label: str, plain_every: float | None = None) -> Iterator[ProgressFn]:
+    """A bar over the source bytes read, with passages and passages/s (terminal only).
+
+    With `plain_every=S`, a stderr that is not a terminal gets a plain line every S
+    seconds instead (long pulls in logs and CI).
+    """
+    from edgeagent.progress import progress_bar
+
+    bar = progress_bar("{task.fields[passages]:,} passages",
+                       "{task.fields[rate]:,.0f} passages/s", unit="bytes")
+    if bar.disable and plain_every:
+        yield _plain_progress(label, plain_every)
+        return
+    with bar:
+        task = bar.add_task(label, total=None, passages=0, rate=0.0)
+
+        def update(status: BuildStatus) -> None:
+            bar.update(
+                task,
+                description=f"{label} ({status.phase})" if status.phase != "indexing" else label,
+                total=status.bytes_total,
+                completed=status.bytes_total if status.phase == "done" and status.bytes_total
+                else status.bytes_read,
+                passages=status.passages,
+                rate=status.passages_per_s,
+            )
+
+        yield update
+
+
+def _plain_progress(label: str, every: float) -> ProgressFn:
+    import time
+
+    last = [time.monotonic()]
+
+    def update(status: BuildStatus) -> None:
+        now = time.monotonic()
+        if now - last[0] < every and status.phase in ("indexing", "skipping"):
+            return
+        last[0] = now
+        total = f" of {status.bytes_total / 1e6:,.0f}" if status.bytes_total else ""
+        print(f"{label}: {status.phase}, {status.passages:,} passages, "
+              f"{status.bytes_read / 1e6:,.0f}{total} MB read, "
+              f"{status.passages_per_s:,.0f} passages/s", file=sys.stderr, flush=True)
+
+    return update

@@ -68,7 +68,7 @@ class LocalBackend:
 
 
 def _fetch_default_model(progress: ProgressCallback) -> None:
-    from edgeagent.models.default import ensure_default_model
+    from edgeagent.models.registry import ensure_default_model
 
     done = threading.Event()
     start = time.monotonic()

@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from edgeagent.errors import UserError
@@ -54,9 +53,9 @@ def committed_passages(workdir: Path) -> int:
 
 def write_state(workdir: Path, state: dict[str, object]) -> None:
     """Write the work folder's key and progress (atomic replace)."""
-    part = workdir / f".{STATE_FILE}.part"
-    part.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
-    os.replace(part, workdir / STATE_FILE)
+    from edgeagent.atomic import atomic_write_text
+
+    atomic_write_text(workdir / STATE_FILE, json.dumps(state, indent=2) + "\n")
 
 
 def read_state(workdir: Path) -> dict[str, object]:
@@ -156,7 +155,7 @@ def build_resumable(
         elapsed = time.perf_counter() - started
         meta = IndexMeta(
             name=name, source=source, format=fmt, passages=seen,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
             profile=profile, generation="", attribution=attribution, license=license,
             build_seconds=round(elapsed, 3),
             extra=dict(extra or {}, resumed_at=done, indexed_this_run=added),
