@@ -7,7 +7,7 @@ code, byte for byte the same files) and a pinned sha256 and size (`FILES`).
 
 1. `data_dir` (`--data-dir DIR`), else `$EDGEAGENT_DATA`: the file must be
    there; nothing is downloaded (this is the offline route, and what tests use
-   with `../shared/data`).
+   with the project's test data folder).
 2. The user's data dir, `<data dir>/datasets/<rel>` (files put there by hand).
 3. A download from the Hugging Face Hub (`huggingface_hub.hf_hub_download`,
    the shared Hugging Face cache, so it happens once): dataset repo
