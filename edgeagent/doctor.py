@@ -195,19 +195,31 @@ def check_wikis() -> list[Check]:
 
 
 def check_sandbox() -> list[Check]:
+    """The code tool runs, and which of its protection layers this kernel gives it."""
+    from edgeagent.tools.sandbox import protections, python_layer_only
     from edgeagent.tools.sandbox.host import CodeSandbox
 
     try:
         with CodeSandbox(timeout_s=20) as box:
             result = box.run("import math\nmath.comb(10, 3)")
+        report = protections()
     except Exception as exc:  # the finding: the code tool cannot start here
         return [Check("code tool", "fail", f"the sandbox worker does not start ({exc})",
                       "report this with `edgeagent doctor --json`")]
     if result.error or result.last_value_repr != "120":
         return [Check("code tool", "fail", f"a trivial program failed: {result.error}",
                       "report this with `edgeagent doctor --json`")]
-    return [Check("code tool", "ok", "runs Python in a resource-limited worker "
-                  "(RestrictedPython guard, rlimits, own process group)")]
+    checks = [Check("code tool", "ok", f"worker ready in {report.get('worker_ready_ms', 0):.0f} ms"
+                    f" (confinement {report.get('confine_ms', 0):.0f} ms)")]
+    for name, layer in report.get("layers", {}).items():
+        checks.append(Check(f"  sandbox {name}", "ok" if layer.get("active") else "info",
+                            str(layer.get("detail", ""))))
+    if python_layer_only(report):
+        checks.append(Check("sandbox layers", "warn",
+                            "only the Python guard contains model code on this kernel "
+                            "(no Landlock, no seccomp)",
+                            "use a Linux kernel >= 5.13 with Landlock enabled and libseccomp"))
+    return checks
 
 
 def check_train_extra() -> list[Check]:

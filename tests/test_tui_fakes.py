@@ -107,6 +107,7 @@ class FakeBackend:
     def __init__(self, runner: AgentRunner | None = None, error: str | None = None) -> None:
         self.runner = runner or ScriptedRunner()
         self.error = error
+        self.warning: str | None = None
         self.loaded: list[str | None] = []
 
     def load_runner(self, model: str | None) -> AgentRunner:
@@ -122,6 +123,9 @@ class FakeBackend:
 
     def wikis(self) -> dict[str, int]:
         return {"starter": 31_245}
+
+    def containment_warning(self) -> str | None:
+        return self.warning
 
 
 def make_app(runner: AgentRunner | None = None, *, backend: FakeBackend | None = None,

@@ -2,7 +2,8 @@
 
     distill generate --teacher URL|GGUF|gold --data FILE --out traj.jsonl [--ftp] [--workers K]
     distill run    CONFIG.toml [--dry-run]   (generate → filter → train → merge → convert)
-    distill gold   --data FILE --out traj.jsonl [--bench gsm8k|hotpotqa] [--format agent|cot]
+    distill gold   [--data FILE | --data-dir DIR] --out traj.jsonl [--bench gsm8k|hotpotqa]
+                   [--format agent|cot] [--limit N]
     distill import RELEASED.jsonl --out traj.jsonl [--dataset NAME]
     distill filter traj.jsonl --out kept.jsonl [--judge URL]
     distill render kept.jsonl --model DIR [--show] [--index I]   (alias: inspect)
@@ -24,6 +25,8 @@ from typing import Any
 
 from edgeagent.errors import UserError
 
+GOLD_DEFAULT = "benchmarks/train/gsm8k_train_7473.jsonl"
+
 
 def register(sub: Any) -> None:
     """Add the `distill` group to the top-level subparsers."""
@@ -43,9 +46,14 @@ def register(sub: Any) -> None:
         "page with web_search on a local index (--wiki) and answer; a question survives only "
         "when the search returns its supporting pages. --format cot writes the matching "
         "chain-of-thought targets instead (same questions, same facts).")
-    g.add_argument("--data", type=Path, required=True, help="GSM8K-format JSONL "
-                   "({question, answer ending in '#### N'}); for hotpotqa, examples with "
-                   "supporting_facts + context (HotpotQA's format) or gold_titles")
+    g.add_argument("--data", type=Path, default=None, help="GSM8K-format JSONL "
+                   "({question, answer ending in '#### N'}) or a benchmark JSON file "
+                   "(gsm8k default: the GSM8K train set, benchmarks/train/gsm8k_train_7473.jsonl, "
+                   "from --data-dir, the data dir or the Hub); hotpotqa (required): examples "
+                   "with supporting_facts + context (HotpotQA's format) or gold_titles")
+    g.add_argument("--data-dir", dest="bench_data", default=None, metavar="DIR",
+                   help="folder with the paper's data files; offline (default: "
+                   "$EDGEAGENT_DATA, else the data dir, else a download from the Hub)")
     g.add_argument("--out", "-o", type=Path, required=True, help="trajectory JSONL to write")
     g.add_argument("--bench", choices=("gsm8k", "hotpotqa"), default="gsm8k",
                    help="which kind of gold (default gsm8k)")
@@ -237,6 +245,13 @@ def _cmd_gold(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be at least 1")
+    if args.data is None:
+        if args.bench == "hotpotqa":
+            raise UserError("--bench hotpotqa needs --data FILE (examples with "
+                            "supporting_facts or gold_titles)")
+        from edgeagent.eval.datafiles import locate
+
+        args.data = locate(GOLD_DEFAULT, args.bench_data)
     examples = read_examples(args.data)
     if args.limit is not None:
         examples = examples[: args.limit]

@@ -63,7 +63,8 @@ class EdgeAgentApp(ChatsMixin, AskingMixin):
         self.model_spec = model
         self.settings = RunSettings(votes=self.config.votes,
                                     temperature=self.config.temperature,
-                                    max_steps=self.config.max_steps, wiki=wiki)
+                                    max_steps=self.config.max_steps,
+                                    max_tokens=self.config.max_tokens, wiki=wiki)
         self.setup_tasks = setup or []
         self.problems = list(problems or [])
         self.notes = []
@@ -154,8 +155,15 @@ class EdgeAgentApp(ChatsMixin, AskingMixin):
         else:
             self.runner = runner
             self.call_from_thread(self._runner_loaded, runner)
+            self._warn_if_weakly_contained()
         finally:
             self._runner_ready.set()
+
+    def _warn_if_weakly_contained(self) -> None:
+        """A toast when this kernel gives the code tool only its Python guard."""
+        warning = self.backend.containment_warning()
+        if warning:
+            self.call_from_thread(self.notify, warning, severity="warning", timeout=15)
 
     def _runner_loaded(self, runner: AgentRunner) -> None:
         self.note(f"model loaded: {runner.model_label} {runner.quant}")
