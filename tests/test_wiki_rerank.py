@@ -39,7 +39,7 @@ def tiny_bert_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     base = tmp_path_factory.mktemp("tinybert")
     src = write_tiny_bert(base / "hf")
-    result = convert_to_gguf(src, base / "tiny-bert.gguf", outtype="f32")
+    result = convert_to_gguf(src, base / "tiny-bert.gguf", outtype="f32", name="tiny-bert")
     assert result.arch == "bert"
     return result.path
 
@@ -52,7 +52,7 @@ def other_bert_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     base = tmp_path_factory.mktemp("tinybert2")
     return convert_to_gguf(write_tiny_bert(base / "hf", seed=1), base / "other.gguf",
-                           outtype="f32").path
+                           outtype="f32", name="other-bert").path
 
 
 @pytest.fixture

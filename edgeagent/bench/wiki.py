@@ -197,11 +197,10 @@ def _recall(args: argparse.Namespace, root: Path, seed_path: Path, gold_path: Pa
             label = profile if fu is None else f"{profile}/{fu}"
             index = WikiIndex.open(name, root=where, retrieval=spec, embed_model=embed_model)
             stage = index.second_stage()  # the model loads here, outside the timings
-            if stage is not None and stage.cache is not None:
-                rows_cached = len(stage.cache)
+            cached = len(stage.cache) if stage is not None and stage.cache is not None else None
             rows[label] = _measure(index, questions, recall_at_k)
-            if stage is not None and stage.cache is not None:
-                rows[label]["cached_at_start"] = rows_cached
+            if cached is not None:  # bm25+rerank: passages already embedded at the start
+                rows[label]["cached_at_start"] = cached
     result["profiles"] = rows
     if "bm25" in rows:
         result["recall_at_3"] = rows["bm25"]["recall_at_3"]

@@ -105,7 +105,8 @@ def _finish_retrieval(args: argparse.Namespace, embed: str | None) -> None:
 
     with rich_embed_progress(f"embed {args.name}") as progress:
         vectors = finish_retrieval(args.name, profile=args.profile, embed=embed,
-                                   embed_model=args.embed_model, progress=progress)
+                                   embed_model=args.embed_model, progress=progress,
+                                   threads=args.threads)
     if vectors is not None:
         print(f"embedded {vectors.count:,} passages ({vectors.quant}, {vectors.dim} dims, "
               f"{vectors.model_id}) in {vectors.seconds:.1f} s, "

@@ -37,7 +37,8 @@ def check_options(profile: str, embed: str | None) -> str | None:
 
 def finish_retrieval(name: str, *, profile: str = "bm25", embed: str | None = None,
                      embed_model: Path | None = None, root: Path | None = None,
-                     progress: EmbedProgress | None = None) -> VectorMeta | None:
+                     progress: EmbedProgress | None = None,
+                     threads: int | None = None) -> VectorMeta | None:
     """Embed (when asked) and record the profile of the live index `name`."""
     embed = check_options(profile, embed)
     meta, folder = store.live_path(name, root)
@@ -49,7 +50,9 @@ def finish_retrieval(name: str, *, profile: str = "bm25", embed: str | None = No
         from edgeagent.wiki.rerank import shared_embedder
         from edgeagent.wiki.vectors import embed_index
 
-        embedder = shared_embedder(model_path)
+        from edgeagent.engines.llamacpp import default_threads
+
+        embedder = shared_embedder(model_path, threads or default_threads())
         vectors = embed_index(folder, meta.profile, embedder, quant=embed,
                               progress=progress, total=meta.passages)
     write_settings(folder, IndexRetrieval(profile, str(model_path) if model_path else None))

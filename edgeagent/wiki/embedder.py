@@ -3,9 +3,13 @@
 A BERT-style encoder GGUF (see `converters`: the `bert` architecture) is run by
 the same llama.cpp build that runs the agent, with mean pooling inside
 llama.cpp. `embed(texts)` tokenizes each text ([CLS] ... [SEP], cut to
-`max_tokens`), packs as many sequences as fit into one batch, encodes them in
+`max_tokens`), packs sequences into batches of at most `BATCH_TOKENS` tokens
+(attention over a packed batch costs its size squared), encodes each batch in
 one `llama_encode` call and returns L2-normalized float32 rows, so a dot
-product is the cosine similarity.
+product is the cosine similarity. One thread by default: a query is a few
+dozen tokens, and llama.cpp's spinning worker threads lose badly on a busy
+2-core machine (measured: 38 ms on 1 thread, 600 ms on 2, under load);
+`wiki build --embed` may use more.
 
 `model_id` names the model and its exact file (`name@sha256[:16]`); stored
 vectors record it, and a different model is refused (`vectors`). The default
@@ -32,7 +36,9 @@ from edgeagent.errors import UserError
 from edgeagent.wheelfetch import sha256_file
 
 MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
-BATCH_TOKENS = 4096
+# Sequences packed into one encode call share one attention matrix (masked, but computed
+# in full), so its cost grows with the square of the batch: keep batches small.
+BATCH_TOKENS = 512
 MAX_SEQS = 64
 
 
@@ -56,10 +62,8 @@ def file_id(path: Path) -> str:
 class GgufEmbedder:
     """One embedding GGUF loaded once; thread-safe `embed`."""
 
-    def __init__(self, path: Path | str, *, n_threads: int | None = None,
+    def __init__(self, path: Path | str, *, n_threads: int = 1,
                  max_tokens: int = MAX_TOKENS) -> None:
-        from edgeagent.engines.llamacpp import default_threads
-
         self.path = Path(path)
         llama_cpp = native.init_backend(False)
         self._llama = llama_cpp
@@ -78,7 +82,7 @@ class GgufEmbedder:
             self.max_tokens = max(8, min(max_tokens, n_train if n_train > 0 else max_tokens))
             self.batch_tokens = max(BATCH_TOKENS, self.max_tokens)
             self._sep = int(llama_cpp.llama_vocab_sep(self._vocab))
-            threads = n_threads or default_threads()
+            threads = max(1, n_threads)
             params = llama_cpp.llama_context_default_params()
             params.n_ctx = self.batch_tokens
             params.n_batch = self.batch_tokens

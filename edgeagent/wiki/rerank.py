@@ -40,23 +40,24 @@ from edgeagent.wiki.vectors import (
 if TYPE_CHECKING:
     from edgeagent.wiki.embedder import GgufEmbedder
 
-_embedders: dict[Path, GgufEmbedder] = {}
+_embedders: dict[tuple[Path, int], GgufEmbedder] = {}
 _embedders_lock = threading.Lock()
 
 
-def shared_embedder(path: Path | None) -> GgufEmbedder:
-    """The embedder for `path` (None: the default model, fetched on first use), loaded once."""
+def shared_embedder(path: Path | None, threads: int = 1) -> GgufEmbedder:
+    """The embedder for `path` (None: the default model, fetched on first use), loaded once
+    per process, path and thread count."""
     from edgeagent.wiki.embedder import GgufEmbedder
 
     if path is None:
         from edgeagent.wiki.embed_model import ensure_embed_model
 
         path = ensure_embed_model()
-    key = Path(path).resolve()
+    key = (Path(path).resolve(), threads)
     with _embedders_lock:
         got = _embedders.get(key)
         if got is None:
-            got = _embedders[key] = GgufEmbedder(key)
+            got = _embedders[key] = GgufEmbedder(key[0], n_threads=threads)
         return got
 
 
