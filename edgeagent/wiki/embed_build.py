@@ -47,10 +47,9 @@ def finish_retrieval(name: str, *, profile: str = "bm25", embed: str | None = No
         raise UserError(f"embedding model not found: {model_path}")
     vectors = None
     if embed is not None:
+        from edgeagent.engines.llamacpp import default_threads
         from edgeagent.wiki.rerank import shared_embedder
         from edgeagent.wiki.vectors import embed_index
-
-        from edgeagent.engines.llamacpp import default_threads
 
         embedder = shared_embedder(model_path, threads or default_threads())
         vectors = embed_index(folder, meta.profile, embedder, quant=embed,
