@@ -250,3 +250,37 @@ def test_trajectory_records_retrieval(docs_file: Path) -> None:
     data = json.loads(traj.to_json())
     assert data["retrieval"] == "bm25+vectors"
     assert Trajectory.from_dict(data).retrieval == "bm25+vectors"
+
+
+def test_bench_wiki_profiles_side_by_side(tmp_path: Path, tiny_bert_gguf: Path) -> None:
+    import argparse
+    import gzip
+
+    from edgeagent.bench.wiki import add_arguments, run
+
+    data = tmp_path / "data"
+    (data / "wiki").mkdir(parents=True)
+    (data / "retrieval").mkdir()
+    with gzip.open(data / "wiki" / "multihop_paragraphs.jsonl.gz", "wt") as f:
+        f.writelines(json.dumps(d) + "\n" for d in DOCS)
+    gold = [("What river flows through Paris?", ["Seine", "Paris"]),
+            ("Which band sang Waterloo?", ["Abba"])]
+    (data / "retrieval" / "hotpotqa_gold_titles.jsonl").write_text("".join(
+        json.dumps({"question": q, "gold_titles": g, "gold_in_seed": True}) + "\n"
+        for q, g in gold))
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    result = run(parser.parse_args(["--data", str(data), "--skip-scale", "--fusion", "both",
+                                    "--embed-model", str(tiny_bert_gguf)]))
+    rows = result["profiles"]
+    assert isinstance(rows, dict)
+    assert set(rows) == {"bm25", "bm25+rerank/rrf", "bm25+rerank/linear",
+                         "bm25+vectors/rrf", "bm25+vectors/linear"}
+    for row in rows.values():
+        assert 0.0 <= row["recall_at_3"] <= row["recall_at_10"] <= 1.0
+        assert 0 < row["p50_ms"] <= row["p95_ms"] and row["queries"] == len(gold)
+    assert rows["bm25+rerank/rrf"]["cached_at_start"] == 0  # the first run embeds cold
+    assert rows["bm25+rerank/linear"]["cached_at_start"] > 0  # ... the second finds them
+    assert result["recall_at_3"] == rows["bm25"]["recall_at_3"]
+    assert result["embed_passages_per_s"] > 0  # type: ignore[operator]
+    assert str(result["embed_model"]).startswith("tiny-bert@")
