@@ -284,3 +284,21 @@ def test_bench_wiki_profiles_side_by_side(tmp_path: Path, tiny_bert_gguf: Path) 
     assert result["recall_at_3"] == rows["bm25"]["recall_at_3"]
     assert result["embed_passages_per_s"] > 0  # type: ignore[operator]
     assert str(result["embed_model"]).startswith("tiny-bert@")
+
+
+def test_preload_loads_the_model_in_the_background(docs_file: Path, tiny_bert_gguf: Path) -> None:
+    import threading
+
+    from edgeagent.wiki.embed_build import finish_retrieval
+    from edgeagent.wiki.starter import open_search
+
+    _build(docs_file)
+    finish_retrieval("w", profile="bm25+vectors", embed_model=tiny_bert_gguf)
+    search = open_search("w")
+    index = search.__self__  # type: ignore[attr-defined]
+    for thread in threading.enumerate():
+        if thread.name == "embedder-preload":
+            thread.join(60)
+    assert index._second is not None and index.retrieval == "bm25+vectors"
+    assert search("river in France", 2)
+    assert open_search("w", retrieval="bm25").__self__.second_stage() is None  # type: ignore[attr-defined]

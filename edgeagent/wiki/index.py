@@ -15,6 +15,8 @@ Not covered: filters, pagination, highlighting.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +47,7 @@ class WikiIndex:
         self.embed_model = embed_model or (Path(settings.embed_model)
                                            if settings.embed_model else None)
         self._second: SecondStage | None = None
+        self._second_lock = threading.Lock()
         self.path = path
         self.meta = meta
         self.ranking = ranking
@@ -79,11 +82,24 @@ class WikiIndex:
         """The embedding stage of this profile (loaded on first use), None for `bm25`."""
         if not self.profile.needs_model:
             return None
-        if self._second is None:
-            from edgeagent.wiki.rerank import SecondStage
+        with self._second_lock:
+            if self._second is None:
+                from edgeagent.wiki.rerank import SecondStage
 
-            self._second = SecondStage(self.profile, self.path, self.embed_model)
-        return self._second
+                self._second = SecondStage(self.profile, self.path, self.embed_model)
+            return self._second
+
+    def preload(self) -> None:
+        """Load the second stage's model in a background thread (the agent writes its first
+        action meanwhile); an error shows up again at the first search."""
+        if not self.profile.needs_model or self._second is not None:
+            return
+
+        def load() -> None:
+            with contextlib.suppress(Exception):
+                self.second_stage()
+
+        threading.Thread(target=load, name="embedder-preload", daemon=True).start()
 
     def __len__(self) -> int:
         return int(self._searcher.num_docs)

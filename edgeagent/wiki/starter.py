@@ -90,4 +90,6 @@ def open_search(name: str | None = None,
     name = name or STARTER_NAME
     if name == STARTER_NAME:
         ensure_starter_index()
-    return WikiIndex.open(name, retrieval=retrieval).search
+    index = WikiIndex.open(name, retrieval=retrieval)
+    index.preload()  # an embedding model loads while the agent writes its first action
+    return index.search
