@@ -3,8 +3,8 @@
 - The `bert` GGUF that llama.cpp runs gives the vectors transformers gives
   (same token ids, cosine > 0.999), when transformers is installed.
 - On the multihop paragraphs, the `bm25+rerank` second stage finds at least
-  as many gold articles in the top 3 as BM25 alone on the first questions of
-  the HotpotQA dev gold titles (few candidates, so it stays seconds).
+  as many gold articles in the top 3 as BM25 alone on the first 30 questions
+  of the HotpotQA dev gold titles (measured: 0.767 vs 0.750; 10 candidates).
 """
 
 from __future__ import annotations
@@ -89,12 +89,12 @@ def test_rerank_on_multihop_keeps_or_improves_recall(minilm_gguf: Path, shared_d
     build_from_file("multihop", shared_data / "wiki" / "multihop_paragraphs.jsonl.gz",
                     split=False, root=root)
     questions = load_gold_questions(
-        shared_data / "retrieval" / "hotpotqa_gold_titles.jsonl")[:40]
+        shared_data / "retrieval" / "hotpotqa_gold_titles.jsonl")[:30]
     bm25 = recall_at_k(WikiIndex.open("multihop", root=root), questions, (3,))
     rerank = WikiIndex.open("multihop", root=root, embed_model=minilm_gguf,
-                            retrieval=get_profile("bm25+rerank", candidates=15))
+                            retrieval=get_profile("bm25+rerank", candidates=10))
     fused = recall_at_k(rerank, questions, (3,))
     stage = rerank.second_stage()
     assert stage is not None and stage.cache is not None
-    assert 0 < len(stage.cache) <= 15 * len(questions)
+    assert 0 < len(stage.cache) <= 10 * len(questions)
     assert fused[3] >= bm25[3]
