@@ -2,7 +2,7 @@
 
     distill generate --teacher URL|GGUF|gold --data FILE --out traj.jsonl [--ftp] [--workers K]
     distill run    CONFIG.toml [--dry-run]   (generate → filter → train → merge → convert)
-    distill gold   --data gsm8k_train.jsonl --out traj.jsonl [--limit N]
+    distill gold   [--data gsm8k_train.jsonl | --data-dir DIR] --out traj.jsonl [--limit N]
     distill import RELEASED.jsonl --out traj.jsonl [--dataset NAME]
     distill filter traj.jsonl --out kept.jsonl [--judge URL]
     distill render kept.jsonl --model DIR [--show] [--index I]   (alias: inspect)
@@ -24,6 +24,8 @@ from typing import Any
 
 from edgeagent.errors import UserError
 
+GOLD_DEFAULT = "benchmarks/train/gsm8k_train_7473.jsonl"
+
 
 def register(sub: Any) -> None:
     """Add the `distill` group to the top-level subparsers."""
@@ -40,8 +42,13 @@ def register(sub: Any) -> None:
         "gold", help="trajectories from GSM8K calculator annotations (no teacher needed)",
         description="Turn GSM8K solutions' <<a*b=c>> calculator annotations into "
         "Thought/Code trajectories ending in final_answer, marked model: gold-annotations.")
-    g.add_argument("--data", type=Path, required=True, help="GSM8K-format JSONL "
-                   "({question, answer ending in '#### N'}) or a benchmark JSON file")
+    g.add_argument("--data", type=Path, default=None, help="GSM8K-format JSONL "
+                   "({question, answer ending in '#### N'}) or a benchmark JSON file "
+                   "(default: the GSM8K train set, benchmarks/train/gsm8k_train_7473.jsonl, "
+                   "from --data-dir, the data dir or the Hub)")
+    g.add_argument("--data-dir", dest="bench_data", default=None, metavar="DIR",
+                   help="folder with the paper's data files; offline (default: "
+                   "$EDGEAGENT_DATA, else the data dir, else a download from the Hub)")
     g.add_argument("--out", "-o", type=Path, required=True, help="trajectory JSONL to write")
     g.add_argument("--limit", type=int, help="only the first N questions")
     g.set_defaults(handler=_cmd_gold)
@@ -209,6 +216,10 @@ def _cmd_gold(args: argparse.Namespace) -> int:
     from edgeagent.eval.data import read_examples
     from trainer.gold import GoldError, gold_trajectory
 
+    if args.data is None:
+        from edgeagent.eval.datafiles import locate
+
+        args.data = locate(GOLD_DEFAULT, args.bench_data)
     examples = read_examples(args.data)
     if args.limit is not None:
         examples = examples[: args.limit]

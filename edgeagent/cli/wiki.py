@@ -1,4 +1,4 @@
-"""`edgeagent wiki build|list|search|rm|starter`: manage local Wikipedia indexes.
+"""`edgeagent wiki build|pull|list|search|rm|starter`: manage local Wikipedia indexes.
 
 Top-level imports stay light (argparse only); Tantivy, rich and the builders
 are imported inside the handlers. Bad input raises `UserError` (one line,
@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from edgeagent.wiki.build import BuildStatus, ProgressFn
+
+_WIKI18 = "PeterJinGo/wiki-18-corpus wiki-18.jsonl.gz"
 
 
 def register(sub: Any) -> None:
@@ -57,6 +59,33 @@ def register(sub: Any) -> None:
     build.add_argument("--embed-model", type=Path, default=None, metavar="GGUF",
                        help="embedding model (default: all-MiniLM-L6-v2, fetched on first use)")
     build.set_defaults(handler=_build)
+
+    pull = cmds.add_parser(
+        "pull", help="the paper's Wikipedia (wiki-18, 21M passages) from the Hugging Face Hub",
+        description="Stream a corpus file of a Hub dataset repo (default: the paper's "
+        f"wiki-18, {_WIKI18}) into index NAME. Prints the download, disk and time estimate "
+        "first; a pull that is interrupted resumes when run again; the previous index NAME "
+        "stays searchable until the new one is complete.")
+    pull.add_argument("name", metavar="NAME", nargs="?", default="wiki-18",
+                      help="index name (default: wiki-18)")
+    pull.add_argument("--repo", default="PeterJinGo/wiki-18-corpus",
+                      help="dataset repo (default: PeterJinGo/wiki-18-corpus)")
+    pull.add_argument("--file", default="wiki-18.jsonl.gz",
+                      help="file in the repo: {id, contents} JSON Lines, .gz or gzip of a tar")
+    pull.add_argument("--revision", default="main", help="branch, tag or commit (default: main)")
+    pull.add_argument("--limit", type=int, default=None, metavar="N",
+                      help="index only the first N passages")
+    pull.add_argument("--force", action="store_true", help="replace an existing index NAME")
+    pull.add_argument("--restart", action="store_true",
+                      help="drop what an interrupted pull kept and start from the first passage")
+    pull.add_argument("--dry-run", action="store_true",
+                      help="print the estimate and stop")
+    pull.add_argument("--threads", type=int, default=None, metavar="N",
+                      help="index writer threads (default: CPUs, at most 4)")
+    pull.add_argument("--checkpoint-every", type=int, default=250_000, metavar="N",
+                      help="commit every N passages; a resume restarts from the last commit "
+                      "(default 250000)")
+    pull.set_defaults(handler=_pull)
 
     lst = cmds.add_parser("list", help="list indexes with their size, source and attribution")
     lst.add_argument("--json", action="store_true", help="print JSON")
@@ -116,6 +145,35 @@ def _finish_retrieval(args: argparse.Namespace, embed: str | None) -> None:
               f"{vectors.model_id}) in {vectors.seconds:.1f} s, "
               f"{vectors.passages_per_s:,.0f} passages/s")
     print(f"retrieval profile: {args.profile}")
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from edgeagent.wiki import pull
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    p = pull.plan(args.name, repo=args.repo, filename=args.file, revision=args.revision,
+                  limit=args.limit, force=args.force)
+    say(p.describe())
+    if args.dry_run:
+        return 0
+    try:
+        with _index_progress(f"wiki {args.name}", plain_every=15.0) as progress:
+            meta = pull.run(p, force=args.force, restart=args.restart, threads=args.threads,
+                            checkpoint_every=args.checkpoint_every, progress=progress, say=say)
+    except KeyboardInterrupt:
+        from edgeagent.wiki.resume import committed_passages
+
+        kept = committed_passages(p.workdir)
+        say(f"edgeagent: interrupted; {kept:,} passages kept, run the same command to resume")
+        return 130
+    rate = meta.passages / meta.build_seconds if meta.build_seconds else 0.0
+    resumed = meta.extra.get("resumed_at") or 0
+    note = f" (resumed at {resumed:,})" if resumed else ""
+    print(f"pulled wiki index {meta.name!r}: {meta.passages:,} passages{note} "
+          f"in {meta.build_seconds:.1f} s, {rate:,.0f} passages/s")
+    return 0
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -183,12 +241,19 @@ def _starter(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def _index_progress(label: str) -> Iterator[ProgressFn]:
-    """A bar over the source bytes read, with passages and passages/s (terminal only)."""
+def _index_progress(label: str, plain_every: float | None = None) -> Iterator[ProgressFn]:
+    """A bar over the source bytes read, with passages and passages/s (terminal only).
+
+    With `plain_every=S`, a stderr that is not a terminal gets a plain line every S
+    seconds instead (long pulls in logs and CI).
+    """
     from edgeagent.progress import progress_bar
 
     bar = progress_bar("{task.fields[passages]:,} passages",
                        "{task.fields[rate]:,.0f} passages/s", unit="bytes")
+    if bar.disable and plain_every:
+        yield _plain_progress(label, plain_every)
+        return
     with bar:
         task = bar.add_task(label, total=None, passages=0, rate=0.0)
 
@@ -204,3 +269,21 @@ def _index_progress(label: str) -> Iterator[ProgressFn]:
             )
 
         yield update
+
+
+def _plain_progress(label: str, every: float) -> ProgressFn:
+    import time
+
+    last = [time.monotonic()]
+
+    def update(status: BuildStatus) -> None:
+        now = time.monotonic()
+        if now - last[0] < every and status.phase in ("indexing", "skipping"):
+            return
+        last[0] = now
+        total = f" of {status.bytes_total / 1e6:,.0f}" if status.bytes_total else ""
+        print(f"{label}: {status.phase}, {status.passages:,} passages, "
+              f"{status.bytes_read / 1e6:,.0f}{total} MB read, "
+              f"{status.passages_per_s:,.0f} passages/s", file=sys.stderr, flush=True)
+
+    return update
