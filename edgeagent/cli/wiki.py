@@ -49,6 +49,15 @@ def register(sub: Any) -> None:
                        help="index writer threads (default: CPUs, at most 4)")
     build.add_argument("--attribution", default="", help="attribution text shown by `wiki list`")
     build.add_argument("--license", default="", help="license of the source text")
+    build.add_argument("--profile", default="bm25",
+                       choices=("bm25", "bm25+rerank", "bm25+vectors"),
+                       help="retrieval profile searches use (default bm25; bm25+vectors "
+                       "implies --embed)")
+    build.add_argument("--embed", nargs="?", const="int8", default=None,
+                       choices=("int8", "binary"),
+                       help="store passage vectors beside the index (default int8)")
+    build.add_argument("--embed-model", type=Path, default=None, metavar="GGUF",
+                       help="embedding model (default: all-MiniLM-L6-v2, fetched on first use)")
     build.set_defaults(handler=_build)
 
     pull = cmds.add_parser(
@@ -86,6 +95,9 @@ def register(sub: Any) -> None:
     search.add_argument("name", metavar="NAME")
     search.add_argument("query", metavar="QUERY", nargs="+")
     search.add_argument("-k", type=int, default=3, help="number of passages (default 3)")
+    search.add_argument("--retrieval", default=None,
+                        choices=("bm25", "bm25+rerank", "bm25+vectors"),
+                        help="retrieval profile (default: the index's own)")
     out = search.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print JSON")
     out.add_argument("--tool", action="store_true",
@@ -104,7 +116,9 @@ def register(sub: Any) -> None:
 
 def _build(args: argparse.Namespace) -> int:
     from edgeagent.wiki.build import build_from_file
+    from edgeagent.wiki.embed_build import check_options
 
+    embed = check_options(args.profile, args.embed)
     with _index_progress(f"wiki {args.name}") as progress:
         meta = build_from_file(
             args.name, args.source, fmt=args.format, limit=args.limit, split=not args.no_split,
@@ -114,7 +128,23 @@ def _build(args: argparse.Namespace) -> int:
     rate = meta.passages / meta.build_seconds if meta.build_seconds else 0.0
     print(f"built wiki index {meta.name!r}: {meta.passages:,} passages ({meta.format}) "
           f"in {meta.build_seconds:.1f} s, {rate:,.0f} passages/s")
+    if args.profile != "bm25" or embed or args.embed_model:
+        _finish_retrieval(args, embed)
     return 0
+
+
+def _finish_retrieval(args: argparse.Namespace, embed: str | None) -> None:
+    from edgeagent.wiki.embed_build import finish_retrieval, rich_embed_progress
+
+    with rich_embed_progress(f"embed {args.name}") as progress:
+        vectors = finish_retrieval(args.name, profile=args.profile, embed=embed,
+                                   embed_model=args.embed_model, progress=progress,
+                                   threads=args.threads)
+    if vectors is not None:
+        print(f"embedded {vectors.count:,} passages ({vectors.quant}, {vectors.dim} dims, "
+              f"{vectors.model_id}) in {vectors.seconds:.1f} s, "
+              f"{vectors.passages_per_s:,.0f} passages/s")
+    print(f"retrieval profile: {args.profile}")
 
 
 def _pull(args: argparse.Namespace) -> int:
@@ -175,7 +205,7 @@ def _search(args: argparse.Namespace) -> int:
     if args.k <= 0:
         raise UserError("-k must be a positive number")
     query = " ".join(args.query)
-    hits = WikiIndex.open(args.name).search(query, args.k)
+    hits = WikiIndex.open(args.name, retrieval=args.retrieval).search(query, args.k)
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False, indent=2))
     elif args.tool:
