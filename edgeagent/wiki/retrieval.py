@@ -22,10 +22,10 @@ Not covered: learned fusion weights, per-query profile choice.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from edgeagent.atomic import atomic_write_text
 from edgeagent.errors import UserError
 
 SETTINGS = "retrieval.json"
@@ -95,6 +95,4 @@ def read_settings(folder: Path) -> IndexRetrieval:
 
 def write_settings(folder: Path, settings: IndexRetrieval) -> None:
     get_profile(settings.profile)
-    part = folder / f".{SETTINGS}.{os.getpid()}.part"
-    part.write_text(json.dumps(settings.__dict__, indent=2) + "\n", encoding="utf-8")
-    os.replace(part, folder / SETTINGS)
+    atomic_write_text(folder / SETTINGS, json.dumps(settings.__dict__, indent=2) + "\n")

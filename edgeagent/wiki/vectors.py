@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgeagent.atomic import atomic_output, atomic_write_text
 from edgeagent.errors import UserError
 
 if TYPE_CHECKING:
@@ -54,12 +55,8 @@ def embed_text(title: str, text: str) -> str:
 
 
 def _save(path: Path, array: np.ndarray[Any, Any]) -> None:
-    part = path.with_name(f".{path.name}.{os.getpid()}.part")
-    with open(part, "wb") as f:
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
         np.save(f, array)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(part, path)
 
 
 def quantize(vectors: FloatArray, quant: str) -> dict[str, np.ndarray[Any, Any]]:
@@ -100,9 +97,7 @@ def write_vectors(folder: Path, keys: np.ndarray[Any, Any], vectors: FloatArray,
     _save(folder / "vectors.keys.npy", keys[keep].astype(np.uint64))
     for name, array in parts.items():
         _save(folder / f"vectors.{name}.npy", array)
-    part = folder / f".{META}.{os.getpid()}.part"
-    part.write_text(json.dumps(meta.__dict__, indent=2) + "\n", encoding="utf-8")
-    os.replace(part, folder / META)
+    atomic_write_text(folder / META, json.dumps(meta.__dict__, indent=2) + "\n")
     return meta
 
 
