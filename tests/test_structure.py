@@ -15,9 +15,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("edgeagent", "trainer", "converters")
-# The sandbox's modules <-> policy circle is being broken on its own branch;
-# drop this exemption when that lands.
-EXEMPT = ("edgeagent.tools.sandbox.",)
+# no package is exempt: every import circle is a failure
+EXEMPT: tuple[str, ...] = ()
 
 
 def _modules() -> dict[str, Path]:

@@ -1,7 +1,7 @@
 """What one snippet run returns, and how it reads as the agent's observation.
 
 Covers `ExecResult` and the paper-compatible rendering of observation and
-error turns (DESIGN.md, "Agent step format"). Does not cover running code.
+error turns (docs/architecture.md, "The step format"). Does not cover running code.
 """
 
 from __future__ import annotations
