@@ -24,6 +24,7 @@ import torch
 import transformers
 
 from edgeagent.agent.trajectory import append_records
+from edgeagent.atomic import atomic_folder
 from edgeagent.cli import main
 from trainer.gold import gold_trajectory
 from trainer.render import (
@@ -38,15 +39,19 @@ from trainer.render import (
 
 @pytest.fixture(scope="session")
 def smollm2_tokenizer_dir(default_model: Path) -> Path:
+    return tokenizer_dir(default_model)
+
+
+def tokenizer_dir(default_model: Path) -> Path:
+    """SmolLM2's tokenizer, saved once from the default model's GGUF into the test cache."""
     from conftest import TEST_CACHE
 
     out = TEST_CACHE / "smollm2-tokenizer"
     if not (out / "tokenizer.json").exists():
         tok = transformers.AutoTokenizer.from_pretrained(
             default_model.parent, gguf_file=default_model.name)
-        tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-        tok.save_pretrained(tmp)
-        os.replace(tmp, out)
+        with atomic_folder(out) as tmp:
+            tok.save_pretrained(tmp)
     return out
 
 

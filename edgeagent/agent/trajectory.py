@@ -2,8 +2,9 @@
 
 A record is one task: `{id, question, gold?, dataset?, model, engine,
 prompt_version, steps: [{thought, code, observation, error, final,
-candidates?: [{text, key, ok, error?, cut?}], votes?}], answer, score?, tokens: {prompt,
-completion}, timings, messages, ftp_prefix?}` (DESIGN.md). `messages` is the
+candidates?: [{text, key, ok, error?, cut?}], votes?}], answer, score?, tokens:
+{prompt, completion}, timings, messages, ftp_prefix?}` (docs/architecture.md).
+`messages` is the
 exact chat a student is trained on: system, `New task:` turn, then assistant
 turns (ending ```` ```<end_code> ````) and observation turns, without the
 observation after the last action. Extra fields kept: per step `text` (the raw
@@ -116,6 +117,7 @@ class Trajectory:
     from_fallback: bool = False
     error: str | None = None
     cancelled: bool = False
+    retrieval: str | None = None  # the wiki's retrieval profile (bm25, bm25+rerank, ...)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -126,7 +128,7 @@ class Trajectory:
             "messages": [{"role": m["role"], "content": m["content"]} for m in self.messages],
             "from_fallback": self.from_fallback,
         }
-        for key in ("gold", "dataset", "score", "ftp_prefix", "error"):
+        for key in ("gold", "dataset", "score", "ftp_prefix", "error", "retrieval"):
             value = getattr(self, key)
             if value is not None:
                 d[key] = value
@@ -159,6 +161,7 @@ class Trajectory:
             gold=d.get("gold"), dataset=d.get("dataset"), score=d.get("score"),
             ftp_prefix=d.get("ftp_prefix"), from_fallback=bool(d.get("from_fallback", False)),
             error=d.get("error"), cancelled=bool(d.get("cancelled", False)),
+            retrieval=d.get("retrieval"),
         )
 
 

@@ -71,9 +71,11 @@ def print_report(result: Mapping[str, Any], *, as_json: bool) -> None:
     for key, value in result.items():
         if key == "name":
             continue
-        if key == "ratio" and isinstance(value, Mapping):
-            for rk, rv in value.items():
-                table.add_row(f"ratio: {rk}", str(rv))
+        if isinstance(value, Mapping):  # ratios, per-setting or per-profile rows
+            for sub, row in value.items():
+                shown = ", ".join(f"{k} {v}" for k, v in row.items()) \
+                    if isinstance(row, Mapping) else str(row)
+                table.add_row(f"{key} {sub}", shown)
             continue
         table.add_row(key, str(value))
     Console().print(table)

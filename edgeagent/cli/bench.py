@@ -1,10 +1,10 @@
 """`edgeagent bench engine|sag|ask|wiki|sandbox`: measured ratios, printed as JSON or a table.
 
-Each benchmark lives in `edgeagent.bench.<name>` and exposes
-`add_arguments(parser)` and `run(args) -> dict`. Whatever a bench returns is
-printed in the one shape of `edgeagent.bench.report` (`name`, `model`,
-`baseline`, `ratio`, then the figures). `--model` is offered by the benches that
-load a model, and each of them measures that model.
+Each benchmark lives in `edgeagent.bench.<name>` (`add_arguments(parser)`,
+`run(args) -> dict`); its top-level imports stay light (`--help` imports it).
+Whatever a bench returns is printed in the one shape of `edgeagent.bench.report`
+(`name`, `model`, `baseline`, `ratio`, then the figures). `--model` is offered by
+the benches that load a model, and each of them measures that model.
 
 Not covered: the measurements themselves (the bench modules).
 """

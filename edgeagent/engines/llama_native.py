@@ -92,6 +92,9 @@ def last_error() -> str:
     return lines[-1] if lines else "llama.cpp gave no reason"
 
 
+_last_error = last_error  # the name other modules used before it was public
+
+
 def check_gguf_header(path: Path, what: str = "model file") -> None:
     """Fail in one line unless `path` is an existing, non-empty GGUF file."""
     if not path.exists():
