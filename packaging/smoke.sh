@@ -39,9 +39,9 @@ run "$BIN" bench sandbox --json >"$WORK/bench-sandbox.json"
 # the app's own settings file keeps the toy model's answers short on a slow CI machine
 mkdir -p "$HOME/.config/edgeagent"
 printf '[tui]\nmax_steps = 2\nmax_tokens = 128\n' > "$HOME/.config/edgeagent/config.toml"
-cp "$ROOT/packaging/tui_check.py" "$WORK/tui_check.py"
-run "$PYTHON" "$WORK/tui_check.py"
 
+# the real terminal first, while the chat history is empty (an old answer on screen
+# must not count as this one)
 if command -v tmux >/dev/null 2>&1; then
   session="edgeagent-smoke-$$"
   printf '+ tmux: %s in a real terminal, ask a question, wait for the answer\n' "$BIN" >&2
@@ -60,6 +60,7 @@ if command -v tmux >/dev/null 2>&1; then
     screen >&2; echo "smoke: '$1' did not appear within $2 s" >&2; return 1
   }
   wait_for "Ask a question" 120
+  wait_for "toy model" 300      # the model loaded; the status bar marks the toy default
   tmux send-keys -t "$session" "What is 17 * 23?" Enter
   wait_for "Answer" 900
   screen | tail -n 25 >&2
@@ -72,4 +73,7 @@ if command -v tmux >/dev/null 2>&1; then
 else
   echo "smoke: tmux not found: the real-terminal check needs it" >&2; exit 1
 fi
+
+cp "$ROOT/packaging/tui_check.py" "$WORK/tui_check.py"
+run "$PYTHON" "$WORK/tui_check.py"
 echo "smoke: the installed app works ($BIN)" >&2
