@@ -10,7 +10,8 @@ atomically (temp file in the destination directory, then `os.replace`).
 Output types: f32, f16, bf16 (matrices; 1-D tensors such as norms and biases
 always stay f32) and q8_0 (matrices whose rows are a multiple of 32; others
 fall back to f16). For the K-quants and Q4_0 use `quantize_gguf` on an F16
-file. Not covered: split GGUF output, LoRA adapters, vocab-only files.
+file. Not covered: split GGUF output, LoRA adapters as files of their own
+(converters/lora_gguf.py; `adapter=` merges one in), vocab-only files.
 """
 
 from __future__ import annotations
@@ -123,13 +124,19 @@ def convert_to_gguf(
     name: str | None = None,
     tokenizer_pre: str | None = None,
     progress: Progress | None = None,
+    adapter: Path | str | None = None,
 ) -> ConvertResult:
-    """Write `out` (GGUF) from the HF model in `model_dir`."""
+    """Write `out` (GGUF) from the HF model in `model_dir` (with the peft LoRA in
+    `adapter` merged into its weights, when given)."""
     started = time.perf_counter()
     if outtype not in OUTTYPES:
         raise UserError(f"unknown output type {outtype!r}; choose from {', '.join(OUTTYPES)}")
     want, ftype = OUTTYPES[outtype]
     model = HFModelDir.open(model_dir)
+    if adapter is not None:
+        from converters.lora_merge import with_adapter
+
+        model = with_adapter(model, Path(adapter))
     arch = detect_arch(model.config)
     spec = ArchSpec(arch, model.config)
     tok = build_tokenizer_meta(model.path, model.config, pre=tokenizer_pre)

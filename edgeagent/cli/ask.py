@@ -69,9 +69,10 @@ def handle(args: argparse.Namespace) -> int:
         raise UserError("--lora-scale needs --lora FILE")
     from edgeagent.agent.loop import Agent, AgentConfig
     from edgeagent.engines.llamacpp import LlamaCppEngine
-    from edgeagent.models.registry import resolve_model
+    from edgeagent.models.registry import resolve
 
-    path = resolve_model(args.model)
+    path, registered_lora = resolve(args.model)  # a pulled adapter model brings its LoRA
+    lora = args.lora or registered_lora
     search = _search(args)
     live = sys.stdout.isatty() and not args.json
     on_event = None
@@ -87,7 +88,7 @@ def handle(args: argparse.Namespace) -> int:
     )
     lora_scale = 1.0 if args.lora_scale is None else args.lora_scale
     with LlamaCppEngine(path, n_ctx=args.n_ctx, max_parallel=max(8, args.votes),
-                        lora=args.lora, lora_scale=lora_scale) as engine:
+                        lora=lora, lora_scale=lora_scale) as engine:
         agent = Agent(engine, search=search, config=config, on_event=on_event,
                       model_name=path.name)
         traj = agent.run(args.question)

@@ -45,13 +45,13 @@ class Plan:
 
 class LocalBackend:
     def load_runner(self, model: str | None) -> AgentRunner:
-        from edgeagent.models.registry import Registry, resolve_model
+        from edgeagent.models.registry import Registry, resolve
         from edgeagent.tui.runner import build_runner
 
-        path = resolve_model(model, fetch_default=False)
-        label = next((e.name for e in Registry.load().entries.values()
-                      if e.path == str(path)), None)
-        return build_runner(path, label)
+        path, lora = resolve(model, fetch_default=False)
+        label = model if model in Registry.load().entries else next(
+            (e.name for e in Registry.load().entries.values() if e.path == str(path)), None)
+        return build_runner(path, label, lora)
 
     def models(self) -> list[tuple[str, str]]:
         from edgeagent.models.registry import Registry

@@ -118,11 +118,12 @@ def _agent_runner(engine: Any, model_label: str, quant: str) -> AgentRunner | No
     return LoopRunner(engine, model_label, quant)
 
 
-def build_runner(model_path: Path, model_label: str | None = None) -> AgentRunner:
-    """Load the GGUF (UserError when it is missing or broken) and wrap it."""
+def build_runner(model_path: Path, model_label: str | None = None,
+                 lora: Path | None = None) -> AgentRunner:
+    """Load the GGUF (and LoRA adapter; UserError when missing or broken) and wrap it."""
     from edgeagent.engines.llamacpp import LlamaCppEngine
 
-    engine = LlamaCppEngine(model_path)
+    engine = LlamaCppEngine(model_path, lora=lora)
     label = model_label or engine.name
     runner = _agent_runner(engine, label, engine.quant)
     return runner if runner is not None else ChatRunner(engine, label, engine.quant)
