@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from hub_standin import HubStandin
 
 hf = pytest.importorskip("huggingface_hub")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -89,8 +90,9 @@ def handle(args: argparse.Namespace) -> int:
     lora_scale = 1.0 if args.lora_scale is None else args.lora_scale
     with LlamaCppEngine(path, n_ctx=args.n_ctx, max_parallel=max(8, args.votes),
                         lora=lora, lora_scale=lora_scale) as engine:
+        model_name = path.name if lora is None else f"{path.name}+{Path(lora).name}"
         agent = Agent(engine, search=search, config=config, on_event=on_event,
-                      model_name=path.name)
+                      model_name=model_name)
         traj = agent.run(args.question)
     if args.json:
         sys.stdout.write(traj.to_json() + "\n")

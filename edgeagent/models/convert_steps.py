@@ -1,4 +1,4 @@
-"""The conversion half of `models pull`: HF weights -> quantized, verified GGUF; adapter -> LoRA GGUF.
+"""The conversion half of `models pull`: HF weights -> quantized, verified GGUF; adapters.
 
 `build_gguf(hf_dir, quant, name, report)` runs `convert gguf` (F16, into
 `<cache>/convert/`, removed afterwards), `convert quantize` into the models dir

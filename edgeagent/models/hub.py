@@ -192,7 +192,7 @@ def fetch(repo: str, filename: str, *, repo_type: str = "model", revision: str =
                 file_download.http_get(
                     meta.location, out, resume_size=have, expected_size=meta.size,
                     headers=build_hf_headers(token=token()), displayed_filename=filename,
-                    tqdm_class=_bar_class(progress, filename, offset),  # type: ignore[arg-type]
+                    tqdm_class=_bar_class(progress, filename, offset),
                 )
             if _HEX64.match(etag):
                 from edgeagent.wheelfetch import sha256_file

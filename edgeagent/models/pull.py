@@ -31,7 +31,6 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from edgeagent import locations
 from edgeagent.errors import UserError
 from edgeagent.models import hub
 from edgeagent.models.hub import RepoFile
@@ -214,7 +213,7 @@ def _pull_adapter(repo: str, revision: str, files: list[RepoFile], quant: str | 
         base_repo, _ = hub.parse_spec(str(base_spec))
         report("listing", None, base_repo)
         base_rev, base_files = hub.list_files(base_repo)
-        if not ("config.json" in {f.path for f in base_files}):
+        if "config.json" not in {f.path for f in base_files}:
             raise UserError(f"--merge needs the base's safetensors weights; {base_repo} is not "
                             "a transformers repo (pass --base with one)")
         return _pull_transformers(base_repo, base_rev, base_files, quant, slug, report,

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from edgeagent.errors import UserError
 from edgeagent.tui.runner import AgentRunner
 from edgeagent.tui.screens.setup import ProgressCallback, SetupTask
+
+if TYPE_CHECKING:
+    from edgeagent.models.catalog import CatalogEntry
 
 MODEL_FIX = ("`edgeagent models list` shows what is installed; `edgeagent models pull REPO:FILE` "
              "or `edgeagent models add FILE.gguf` adds one; `edgeagent --model FILE.gguf` uses one")
@@ -60,6 +64,17 @@ class LocalBackend:
         return [(e.name, f"{e.name} · {e.quant} · {e.size_bytes / 1e6:.0f} MB"
                  + (" (default)" if e.name == reg.default else ""))
                 for e in reg.entries.values()]
+
+    def catalog(self) -> list[CatalogEntry]:
+        from edgeagent.models.catalog import load_catalog
+
+        return load_catalog()
+
+    def pull_model(self, name: str, report: Callable[[str, float | None, str], None]) -> str:
+        """Pull catalog entry (or repo) `name` from the Hub; the registered name."""
+        from edgeagent.models.pull import pull
+
+        return pull(name, report=report).name
 
     def wikis(self) -> dict[str, int]:
         from edgeagent.wiki.store import list_indexes
