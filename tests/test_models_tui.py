@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hub_standin import HubStandin
 from test_models_pull import hf_env, hub, put  # noqa: F401
 from textual.app import App
 from textual.pilot import Pilot
@@ -18,7 +19,6 @@ from edgeagent.models import catalog
 from edgeagent.models.registry import Registry
 from edgeagent.tui.backend import LocalBackend
 from edgeagent.tui.screens.model_switcher import ModelSwitcher, switcher_for
-from hub_standin import HubStandin
 
 pytestmark = pytest.mark.anyio
 pytest.importorskip("huggingface_hub")
