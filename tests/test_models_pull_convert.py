@@ -86,7 +86,7 @@ def test_safetensors_repo_is_converted_quantized_verified_and_answers(
     assert entry.source == f"hf:{qwen2_repo}"
     models = locations.models_dir()
     assert sorted(p.name for p in models.iterdir()) == ["registry.json",
-                                                        "tiny-qwen2-q4_k_m.Q4_K_M.gguf"]
+                                                        "tiny-qwen2.Q4_K_M.gguf"]
     assert not list((locations.cache_dir() / "convert").iterdir())  # the F16 is gone
     traj = ask("tiny-qwen2-q4_k_m")
     assert traj["steps"] and traj["question"] == "What is 6 times 7?"

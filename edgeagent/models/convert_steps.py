@@ -1,10 +1,11 @@
 """The conversion half of `models pull`: HF weights -> quantized, verified GGUF; adapters.
 
-`build_gguf(hf_dir, quant, name, report)` runs `convert gguf` (F16, into
+`build_gguf(hf_dir, quant, stem, report)` runs `convert gguf` (F16, into
 `<cache>/convert/`, removed afterwards), `convert quantize` into the models dir
 (skipped for F16/BF16/F32, written directly) and `convert verify` on one short
-prompt: with the `train` extra (torch + transformers) the token ids must match
-the Hugging Face tokenizer's; without it the step says so and only checks that
+prompt: with transformers (the `train` extra) the token ids must match the
+Hugging Face tokenizer's, and logits are compared when the float32 model fits
+in a third of the free RAM; without it the step says so and only checks that
 llama.cpp loads the file. A failed check deletes the output. `build_lora`
 writes the adapter's LoRA GGUF next to it. Disk space is checked first.
 Not covered: choosing an importance matrix for low-bit quants.
@@ -31,7 +32,7 @@ def _weights_bytes(hf_dir: Path) -> int:
 
 def build_gguf(hf_dir: Path, quant: str, name: str, report: Report,
                adapter: Path | None = None) -> Path:
-    """The quantized GGUF of the model in `hf_dir` (merged with `adapter` if given)."""
+    """`<models>/<name>.<quant>.gguf` from the model in `hf_dir` (merged with `adapter`)."""
     from converters import convert_to_gguf, quantize_gguf
 
     quant = quant.upper()
@@ -69,28 +70,43 @@ def build_gguf(hf_dir: Path, quant: str, name: str, report: Report,
 
 
 def verify(hf_dir: Path, gguf_path: Path, report: Report) -> None:
-    """`convert verify` on one short prompt, or a load check without the train extra."""
+    """`convert verify` on one short prompt: token ids must match the model's tokenizer
+    (needs transformers, the train extra); logits are compared too when the model is small
+    enough to load in float32 alongside. Without transformers: a load check only."""
     report("verify", None, VERIFY_PROMPT)
     try:
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
+        import transformers
     except ImportError:
         report("verify", None, "token check skipped (needs the train extra); loading only")
-        from edgeagent.engines.llama_native import load_model
-
-        model = load_model(gguf_path)
         import llama_cpp
 
-        llama_cpp.llama_model_free(model)
+        from edgeagent.engines.llama_native import load_model
+
+        llama_cpp.llama_model_free(load_model(gguf_path))
+        return
+    import llama_cpp
+
+    transformers.utils.logging.set_verbosity_error()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf_dir)
+    want = list(tokenizer(VERIFY_PROMPT, add_special_tokens=True)["input_ids"])
+    llm = llama_cpp.Llama(model_path=str(gguf_path), vocab_only=True, verbose=False)
+    try:
+        got = list(llm.tokenize(VERIFY_PROMPT.encode("utf-8"), add_bos=True, special=True))
+    finally:
+        llm.close()
+    if got != want:
+        raise UserError(f"verify failed: llama.cpp tokenizes {VERIFY_PROMPT!r} as {got}, the "
+                        f"model's tokenizer as {want}; the converted file was discarded")
+    from edgeagent.models.catalog import available_ram_mb
+
+    free = available_ram_mb()
+    f32_mb = _weights_bytes(hf_dir) * 2 // 1_000_000  # bf16/f16 weights, loaded as float32
+    if free is None or f32_mb * 3 > free:
+        report("verify", 1.0, "tokens identical (logits not compared: too big for free RAM)")
         return
     from converters import verify_gguf
 
     result = verify_gguf(hf_dir, gguf_path, prompts=[VERIFY_PROMPT])
-    if not result.ok:
-        first = result.checks[0] if result.checks else None
-        where = f" at token {first.first_mismatch}" if first else ""
-        raise UserError(f"verify failed: llama.cpp tokenizes differently from the model's "
-                        f"tokenizer{where}; the converted file was discarded")
     check = result.checks[0]
     report("verify", 1.0, f"tokens identical, top-1 agreement {check.top1_agree:.0%}")
 

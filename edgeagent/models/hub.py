@@ -211,8 +211,12 @@ def fetch(repo: str, filename: str, *, repo_type: str = "model", revision: str =
 def fetch_many(repo: str, files: list[RepoFile], *, repo_type: str = "model",
                revision: str = "main", progress: ByteProgress | None = None) -> Path:
     """Download `files` of `repo` (total size checked first); the snapshot directory."""
+    from huggingface_hub.file_download import repo_folder_name
+
     total = sum(f.size for f in files)
-    check_disk(total, cache_dir())
+    blobs = cache_dir() / repo_folder_name(repo_id=repo, repo_type=repo_type) / "blobs"
+    check_disk(sum(f.size for f in files if not (f.sha256 and (blobs / f.sha256).exists())),
+               cache_dir())
     done = 0
     last: Path | None = None
     for f in files:

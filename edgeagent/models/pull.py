@@ -181,7 +181,8 @@ def _pull_transformers(repo: str, revision: str, files: list[RepoFile], quant: s
     snapshot = _download(repo, revision, wanted, report)
     quant = (quant or "Q4_K_M").upper()
     slug = name or f"{_slug(repo.split('/')[1])}-{quant.lower()}"
-    out = build_gguf(snapshot, quant, slug, report, adapter=adapter)
+    out = build_gguf(snapshot, quant, slug.removesuffix(f"-{quant.lower()}"), report,
+                     adapter=adapter)
     report("register", None, out.name)
     reg = Registry.load()
     entry = reg.add(out, name=slug, source=f"hf:{repo}")
