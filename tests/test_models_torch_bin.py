@@ -54,7 +54,7 @@ def test_tensors_torch_saved_come_back_equal(tmp_path: Path) -> None:
     got = load_state_dict(path)
     assert set(got) == set(state)
     for name, tensor in state.items():
-        array, dtype = got[name]
+        array, _dtype = got[name]
         want = tensor.float().numpy() if tensor.dtype == torch.bfloat16 else tensor.numpy()
         assert array.shape == tuple(tensor.shape), name
         np.testing.assert_array_equal(array, want, err_msg=name)
