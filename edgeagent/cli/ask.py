@@ -66,14 +66,16 @@ def handle(args: argparse.Namespace) -> int:
         raise UserError("--max-steps must be at least 1")
     if not args.question.strip():
         raise UserError("the question is empty")
-    if args.lora_scale is not None and args.lora is None:
-        raise UserError("--lora-scale needs --lora FILE")
+    if args.lora_scale is not None and args.lora is None and args.model is None:
+        raise UserError("--lora-scale needs --lora FILE (or a model pulled with its adapter)")
     from edgeagent.agent.loop import Agent, AgentConfig
     from edgeagent.engines.llamacpp import LlamaCppEngine
     from edgeagent.models.registry import resolve
 
     path, registered_lora = resolve(args.model)  # a pulled adapter model brings its LoRA
     lora = args.lora or registered_lora
+    if args.lora_scale is not None and lora is None:
+        raise UserError("--lora-scale needs --lora FILE (or a model pulled with its adapter)")
     search = _search(args)
     live = sys.stdout.isatty() and not args.json
     on_event = None
