@@ -66,12 +66,12 @@ def pull(spec: str, *, quant: str | None = None, name: str | None = None,
         spec, quant, name = entry.repo, quant or entry.quant, name or entry.name
         base = base or entry.base
     repo, file = hub.parse_spec(spec)
+    if file is not None and not file.lower().endswith(".gguf"):
+        raise UserError(f"{file} is not a .gguf file; name a GGUF, or pull the whole repo")
     report("listing", None, repo)
     revision, files = hub.list_files(repo)
     names = {f.path for f in files}
     if file is not None:
-        if not file.lower().endswith(".gguf"):
-            raise UserError(f"{file} is not a .gguf file; name a GGUF, or pull the whole repo")
         if file not in names:
             raise UserError(f"{repo} has no file {file}", exit_code=3)
         return _pull_gguf(repo, revision, files, quant, name, report, only=file)
