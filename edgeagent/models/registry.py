@@ -1,9 +1,11 @@
 """The model registry: `registry.json` in the models dir, and name resolution.
 
 An entry records what a user wants to see in `models list`: name, path,
-architecture, quantization, size, parameters, source, license, sha256. Entries
-are read from the GGUF header (gguf's reader; no model is loaded), so a
-truncated or foreign file is refused at `add` time. The file is rewritten
+architecture, quantization, size, parameters, source, license, sha256, and for
+a pulled adapter model its LoRA GGUF and base. Entries are read from the GGUF
+header (models/gguf_header.py; no model is loaded), so a truncated or foreign
+file is refused at `add` time; a split GGUF is registered by its first shard
+and needs all of them. The file is rewritten
 atomically (temp file + rename).
 
 Resolution (`resolve_model`): an explicit path → a registry name → the config
@@ -60,31 +62,22 @@ def gguf_files(path: Path) -> list[Path]:
 
 def read_gguf_info(path: Path) -> dict[str, Any]:
     """Architecture, quantization and name from a GGUF header; UserError if unreadable."""
+    import gguf
+
     from edgeagent.engines.llama_native import check_gguf_header
+    from edgeagent.models.gguf_header import read_header
 
     check_gguf_header(path)
-    try:
-        import gguf
-
-        reader = gguf.GGUFReader(str(path), "r")
-    except Exception as exc:  # numpy/gguf raise many kinds on a damaged file
-        raise UserError(f"{path.name} is not a readable GGUF file ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else 'damaged'})") from None
-
-    def field(key: str) -> Any:
-        f = reader.fields.get(key)
-        if f is None or not f.data:
-            return None
-        return f.contents()
-
-    arch = field("general.architecture") or "unknown"
-    file_type = field("general.file_type")
+    fields = read_header(path)
+    arch = fields.get("general.architecture") or "unknown"
+    file_type = fields.get("general.file_type")
     quant = "unknown"
     if isinstance(file_type, int):
         with contextlib.suppress(ValueError):
             quant = gguf.LlamaFileType(file_type).name.removeprefix("MOSTLY_").removeprefix("ALL_")
-    return {"architecture": str(arch), "quant": quant, "name": field("general.name"),
-            "type": field("general.type") or "model", "source": field("general.source.url")}
+    return {"architecture": str(arch), "quant": quant, "name": fields.get("general.name"),
+            "type": fields.get("general.type") or "model",
+            "source": fields.get("general.source.url")}
 
 
 def _slug(text: str) -> str:
