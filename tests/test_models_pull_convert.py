@@ -32,7 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def qwen2_repo(hub: HubStandin, tiny_qwen2: Path) -> str:  # noqa: F811
-    put(hub, "org/tiny-qwen2", {f.name: f for f in tiny_qwen2.iterdir() if f.is_file()})
+    files: dict[str, bytes | Path] = {f.name: f for f in tiny_qwen2.iterdir() if f.is_file()}
+    config = json.loads((tiny_qwen2 / "config.json").read_text())
+    config["max_position_embeddings"] = 4096  # room for the agent's prompt (random weights)
+    files["config.json"] = json.dumps(config).encode()
+    put(hub, "org/tiny-qwen2", files)
     return "org/tiny-qwen2"
 
 
@@ -68,6 +72,7 @@ def ask(name: str) -> dict[str, Any]:
         timeout=300)
     assert proc.returncode in (0, 1), proc.stderr  # a random model rarely gives an answer
     traj: dict[str, Any] = json.loads(proc.stdout)
+    print({k: traj.get(k) for k in ("steps", "answer", "error", "from_fallback", "model")})
     return traj
 
 
