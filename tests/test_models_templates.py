@@ -33,6 +33,9 @@ def family_gguf(tokenizer_files: Path,  # noqa: F811
             hf_dir = _make_model(kind, root / "hf", tokenizer_files)
             for old in ("chat_template.jinja",):
                 (hf_dir / old).unlink(missing_ok=True)
+            model_config = json.loads((hf_dir / "config.json").read_text(encoding="utf-8"))
+            model_config["max_position_embeddings"] = 4096  # room for the agent's prompt
+            (hf_dir / "config.json").write_text(json.dumps(model_config), encoding="utf-8")
             config = json.loads((hf_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
             config.pop("chat_template", None)
             (hf_dir / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
@@ -96,7 +99,7 @@ def test_agent_loop_runs_a_step_on_each_family(kind: str, family_gguf: Any) -> N
         engine.generate = spy  # type: ignore[method-assign]
         config = AgentConfig(votes=1, max_steps=1, max_tokens=16, seed=1)
         traj = Agent(engine, search=None, config=config).run("What is 6 times 7?")
-    assert traj.steps and seen
+    assert traj.error is None and traj.steps and seen
     prompt, stops = seen[0]
     assert set(STOP_SEQUENCES) <= set(stops)  # the step ends at the paper's stop strings
     opener = {"llama": "<|start_header_id|>user<|end_header_id|>\n\n",
