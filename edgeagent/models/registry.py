@@ -20,15 +20,15 @@ import datetime
 import json
 import os
 import re
-import tempfile
+import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from edgeagent import locations
+from edgeagent.atomic import atomic_write_text
 from edgeagent.errors import UserError
+from edgeagent.models import default
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
@@ -109,15 +109,7 @@ class Registry:
         locations.ensure(self.path.parent)
         data = {"version": 1, "default": self.default,
                 "models": [asdict(e) for e in self.entries.values()]}
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".registry.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=2)
-                f.write("\n")
-            os.replace(tmp, self.path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write_text(self.path, json.dumps(data, indent=2) + "\n")
 
     def add(self, path: Path, *, name: str | None = None, source: str = "local",
             license: str = "", sha256: str | None = None) -> ModelEntry:
@@ -148,7 +140,7 @@ class Registry:
             name=name, path=str(path), architecture=info["architecture"], quant=info["quant"],
             size_bytes=sum(p.stat().st_size for p in shards), source=source, license=license,
             sha256=sha256,
-            added=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            added=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         )
         self.entries[name] = entry
         return entry
@@ -169,7 +161,7 @@ class Registry:
             name=name, path=base.path, architecture=base.architecture, quant=base.quant,
             size_bytes=base.size_bytes + lora.stat().st_size, source=source,
             license=license or base.license, sha256=base.sha256,
-            added=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            added=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             lora=str(lora), base=base.name,
         )
         self.entries[name] = entry
@@ -231,6 +223,17 @@ def resolve(spec: str | None = None, *, fetch_default: bool = True) -> tuple[Pat
         raise UserError(f"unknown model {candidate!r}; see `edgeagent models list`")
     if not fetch_default:
         raise UserError("no model configured; run `edgeagent models pull` or `models add`")
-    from edgeagent.models.default import ensure_default_model
-
     return ensure_default_model(), None
+
+
+def ensure_default_model() -> Path:
+    """Fetch (if needed), verify and register the default model; return its path."""
+    path = default.fetch_default_model()
+    reg = Registry.load()
+    if default.DEFAULT_NAME not in reg.entries:
+        reg.add(path, name=default.DEFAULT_NAME, source=default.DEFAULT_SOURCE,
+                license=default.LICENSE, sha256=default.DEFAULT_MODEL.member_sha256)
+    if reg.default is None:
+        reg.default = default.DEFAULT_NAME
+    reg.save()
+    return path
