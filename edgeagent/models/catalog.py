@@ -10,10 +10,9 @@ fetching a newer catalog from the network.
 from __future__ import annotations
 
 import os
+import tomllib
 from dataclasses import dataclass
 from importlib import resources
-
-import tomllib
 
 from edgeagent.errors import UserError
 
