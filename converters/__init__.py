@@ -1,7 +1,7 @@
 """Hugging Face checkpoints -> GGUF, quantization, and round-trip verification.
 
 `convert_to_gguf` writes a GGUF file from a safetensors model directory with
-our own writer on the `gguf` library (qwen2, llama, qwen3), streaming one
+our own writer on the `gguf` library (qwen2, llama, qwen3, bert), streaming one
 tensor at a time. `convert_lora_to_gguf` writes a llama.cpp LoRA GGUF from a
 peft adapter directory. `quantize_gguf` re-quantizes through llama.cpp, and
 `verify_gguf` compares a GGUF against transformers on the same prompts.

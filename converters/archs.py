@@ -1,11 +1,14 @@
-"""What differs between the architectures we convert: qwen2, llama, qwen3.
+"""What differs between the architectures we convert: qwen2, llama, qwen3, bert.
 
 An `ArchSpec` names the GGUF architecture, writes the hyper-parameters from
 `config.json`, maps Hugging Face tensor names through gguf's tensor-name map,
 applies per-tensor transforms (llama's q/k rotary permutation: llama.cpp runs
 llama with interleaved "normal" RoPE while HF stores q/k for the half-split
 NEOX layout; qwen2/qwen3 run NEOX RoPE and need none), and adds extra tensors
-(llama-3 `rope_freqs`).
+(llama-3 `rope_freqs`). `bert` (sentence-embedding encoders such as
+all-MiniLM-L6-v2) writes layer-norm eps, non-causal attention and the pooling
+type (from sentence-transformers' `1_Pooling/config.json`, mean by default)
+instead of RoPE, and drops the pooler head and `position_ids`.
 
 Not covered: other architectures (gemma, phi, mistral's sliding window,
 mixture of experts), YaRN/dynamic RoPE on llama beyond the config keys below.
@@ -30,18 +33,31 @@ _HF_ARCHS: dict[str, str] = {
     "Qwen2ForCausalLM": "qwen2",
     "LlamaForCausalLM": "llama",
     "Qwen3ForCausalLM": "qwen3",
+    "BertModel": "bert",
 }
-_MODEL_TYPES: dict[str, str] = {"qwen2": "qwen2", "llama": "llama", "qwen3": "qwen3"}
+_MODEL_TYPES: dict[str, str] = {"qwen2": "qwen2", "llama": "llama", "qwen3": "qwen3",
+                                "bert": "bert"}
 SUPPORTED_ARCHITECTURES: tuple[str, ...] = tuple(_HF_ARCHS)
 
 _GGUF_ARCH: dict[str, gguf.MODEL_ARCH] = {
     "qwen2": gguf.MODEL_ARCH.QWEN2,
     "llama": gguf.MODEL_ARCH.LLAMA,
     "qwen3": gguf.MODEL_ARCH.QWEN3,
+    "bert": gguf.MODEL_ARCH.BERT,
 }
 
 # HF names that carry no weights llama.cpp needs
 _IGNORED_SUFFIXES: tuple[str, ...] = ("rotary_emb.inv_freq",)
+# ... and for bert: the [CLS] pooler head (we pool by mean) and the position-id buffer
+_BERT_IGNORED: tuple[str, ...] = ("pooler.dense.weight", "pooler.dense.bias",
+                                  "embeddings.position_ids")
+# bert tensors llama.cpp reads as float32 rows (small; kept exact)
+BERT_F32_TENSORS: tuple[str, ...] = ("position_embd.weight", "token_types.weight")
+# sentence-transformers pooling modes -> llama.cpp pooling types
+_POOLING: dict[str, gguf.PoolingType] = {
+    "pooling_mode_mean_tokens": gguf.PoolingType.MEAN,
+    "pooling_mode_cls_token": gguf.PoolingType.CLS,
+}
 
 
 def detect_arch(config: dict[str, Any]) -> str:
@@ -118,6 +134,9 @@ class ArchSpec:
         return bool(self.config.get("tie_word_embeddings", False))
 
     def write_hparams(self, w: gguf.GGUFWriter) -> None:
+        if self.arch == "bert":
+            self._write_bert_hparams(w)
+            return
         c = self.config
         for key in ("hidden_size", "num_hidden_layers", "num_attention_heads",
                     "intermediate_size", "vocab_size"):
@@ -153,6 +172,36 @@ class ArchSpec:
         elif rtype not in ("default", "llama3"):
             raise UserError(f"unsupported rope scaling {rtype!r} in config.json")
 
+    def _write_bert_hparams(self, w: gguf.GGUFWriter) -> None:
+        c = self.config
+        for key in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                    "intermediate_size", "vocab_size", "max_position_embeddings"):
+            if key not in c:
+                raise UserError(f"config.json lacks {key}")
+        if c.get("position_embedding_type", "absolute") != "absolute":
+            raise UserError("only bert models with absolute position embeddings are supported")
+        w.add_context_length(int(c["max_position_embeddings"]))
+        w.add_embedding_length(int(c["hidden_size"]))
+        w.add_block_count(self.n_layers)
+        w.add_feed_forward_length(int(c["intermediate_size"]))
+        w.add_head_count(self.n_head)
+        w.add_layer_norm_eps(float(c.get("layer_norm_eps", 1e-12)))
+        w.add_causal_attention(False)
+        w.add_pooling_type(self.pooling)
+        w.add_token_type_count(int(c.get("type_vocab_size", 2)))
+        w.add_vocab_size(int(c["vocab_size"]))
+
+    @property
+    def pooling(self) -> gguf.PoolingType:
+        """Mean unless sentence-transformers' pooling config (`_pooling` key) says CLS."""
+        modes = self.config.get("_pooling")
+        if isinstance(modes, dict):
+            for key, kind in _POOLING.items():
+                if modes.get(key):
+                    return kind
+            raise UserError("unsupported sentence-transformers pooling (use mean or cls)")
+        return gguf.PoolingType.MEAN
+
     def extra_tensors(self) -> list[tuple[str, Callable[[], Array]]]:
         """Tensors llama.cpp needs that HF computes at run time."""
         rope = rope_params(self.config)
@@ -166,11 +215,15 @@ class ArchSpec:
             return None
         if hf_name == "lm_head.weight" and self.tied_embeddings:
             return None
+        if self.arch == "bert":
+            hf_name = hf_name.removeprefix("bert.")
+            if hf_name.endswith(_BERT_IGNORED):
+                return None
         name = tmap.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if name is None:
             raise UserError(
                 f"tensor {hf_name} has no GGUF name for {self.arch}; "
-                "is this a plain causal-LM checkpoint?"
+                "is this a plain causal-LM (or bert encoder) checkpoint?"
             )
         return name
 

@@ -150,7 +150,19 @@ def _read_header(file: Path) -> dict[str, tuple[tuple[int, ...], str, int]]:
     return out
 
 
+_PLAIN_DTYPES: dict[str, str] = {"F32": "<f4", "F16": "<f2"}
+
+
 def _load_tensor(ref: TensorRef) -> np.ndarray[Any, Any]:
+    if ref.dtype in _PLAIN_DTYPES:
+        # Little-endian float32/float16 bytes as they lie in the file: no safetensors
+        # library needed (the app converts the embedding model without it).
+        count = int(np.prod(ref.shape, dtype=np.int64))
+        mapped = np.memmap(ref.file, dtype=_PLAIN_DTYPES[ref.dtype], mode="r",
+                           offset=ref.data_start, shape=(count,))
+        plain = np.array(mapped).reshape(ref.shape)
+        del mapped
+        return plain
     from safetensors import safe_open
 
     if ref.array is not None:

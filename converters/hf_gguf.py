@@ -22,9 +22,9 @@ from pathlib import Path
 
 import gguf
 
-from converters.archs import ArchSpec, detect_arch
+from converters.archs import BERT_F32_TENSORS, ArchSpec, detect_arch
 from converters.gguf_write import Array, Progress, TensorOut, write_gguf
-from converters.hf_dir import HFModelDir
+from converters.hf_dir import HFModelDir, read_json
 from converters.tokenizer_meta import build_tokenizer_meta
 from edgeagent.errors import UserError
 
@@ -53,7 +53,7 @@ class ConvertResult:
 def _choose_type(
     gguf_name: str, shape: tuple[int, ...], want: gguf.GGMLQuantizationType
 ) -> gguf.GGMLQuantizationType:
-    if len(shape) <= 1 or gguf_name == "rope_freqs.weight":
+    if len(shape) <= 1 or gguf_name in ("rope_freqs.weight", *BERT_F32_TENSORS):
         return gguf.GGMLQuantizationType.F32
     if want in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16,
                 gguf.GGMLQuantizationType.BF16):
@@ -96,10 +96,13 @@ def convert_to_gguf(
     name: str | None = None,
     tokenizer_pre: str | None = None,
     progress: Progress | None = None,
+    source_url: str | None = None,
     adapter: Path | str | None = None,
 ) -> ConvertResult:
-    """Write `out` (GGUF) from the HF model in `model_dir` (with the peft LoRA in
-    `adapter` merged into its weights, when given)."""
+    """Write `out` (GGUF) from the HF model in `model_dir`. `source_url` (default: the
+    directory's file URI) is recorded as `general.source.url`; a fixed one makes the
+    output identical wherever the directory lives. `adapter`: a peft LoRA directory
+    merged into the weights while converting."""
     started = time.perf_counter()
     if outtype not in OUTTYPES:
         raise UserError(f"unknown output type {outtype!r}; choose from {', '.join(OUTTYPES)}")
@@ -110,14 +113,18 @@ def convert_to_gguf(
 
         model = with_adapter(model, Path(adapter))
     arch = detect_arch(model.config)
-    spec = ArchSpec(arch, model.config)
+    config = dict(model.config)
+    pooling = model.path / "1_Pooling" / "config.json"  # sentence-transformers layout
+    if arch == "bert" and pooling.exists():
+        config["_pooling"] = read_json(pooling)
+    spec = ArchSpec(arch, config)
     tok = build_tokenizer_meta(model.path, model.config, pre=tokenizer_pre)
     plan = _plan(model, spec, want)
 
     writer = gguf.GGUFWriter(path=None, arch=arch)
     writer.add_type(gguf.GGUFType.MODEL)
     writer.add_name(name or model.path.resolve().name)
-    writer.add_source_url(model.path.resolve().as_uri())  # `models add` records it
+    writer.add_source_url(source_url or model.path.resolve().as_uri())  # `models add` reads it
     writer.add_file_type(int(ftype))
     if want not in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)

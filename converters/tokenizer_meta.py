@@ -14,8 +14,14 @@ Qwen2's regex). The model was trained on what transformers produced, so when
 transformers is installed we read the pre-tokenizer from the tokenizer it
 loads, and note the difference (`TokenizerMeta.notes`).
 
-Not covered: sentencepiece / unigram / WordPiece vocabularies, pre-tokenizers
-we do not recognise (pass `pre=` to override), tokenizer normalizers.
+WordPiece vocabularies (BERT encoders) are written as llama.cpp's `bert`
+tokenizer: the vocabulary in "phantom space" form (a word start gets U+2581,
+a `##` continuation loses its marks, `[BRACKETED]` specials stay), [CLS] as
+BOS, [SEP] as SEP (both added around every text), [UNK] and [PAD].
+
+Not covered: sentencepiece / unigram vocabularies, pre-tokenizers we do not
+recognise (pass `pre=` to override), tokenizer normalizers (WordPiece models
+are assumed lower-casing, as llama.cpp's WPM tokenizer is).
 """
 
 from __future__ import annotations
@@ -56,23 +62,29 @@ class TokenizerMeta:
     add_eos: bool = False
     chat_template: str | None = None
     notes: list[str] = field(default_factory=list)
+    model: str = "gpt2"  # llama.cpp tokenizer model: "gpt2" (byte-level BPE) or "bert"
 
     def write(self, w: gguf.GGUFWriter) -> None:
-        w.add_tokenizer_model("gpt2")
+        w.add_tokenizer_model(self.model)
         w.add_tokenizer_pre(self.pre)
         w.add_token_list(self.tokens)
         w.add_token_types(self.token_types)
-        w.add_token_merges(self.merges)
+        if self.model == "gpt2":
+            w.add_token_merges(self.merges)
         adders = {
             "bos": w.add_bos_token_id,
             "eos": w.add_eos_token_id,
             "unk": w.add_unk_token_id,
             "pad": w.add_pad_token_id,
+            "sep": w.add_sep_token_id,
+            "mask": w.add_mask_token_id,
         }
         for kind, token_id in self.special_ids.items():
             adders[kind](token_id)
         w.add_add_bos_token(self.add_bos)
         w.add_add_eos_token(self.add_eos)
+        if self.model == "bert":
+            w.add_add_sep_token(True)
         if self.chat_template:
             w.add_chat_template(self.chat_template)
 
@@ -183,10 +195,12 @@ def build_tokenizer_meta(
     tok_config = read_json(tok_config_path) if tok_config_path.exists() else {}
 
     model = tok.get("model") or {}
+    if model.get("type") == "WordPiece" and isinstance(model.get("vocab"), dict):
+        return _wordpiece_meta(tok, tok_config, config)
     if model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict):
         raise UserError(
             f"{tok_file} is a {model.get('type', 'unknown')} tokenizer; only byte-level BPE "
-            "is supported"
+            "and WordPiece are supported"
         )
     vocab: dict[str, int] = {str(k): int(v) for k, v in model["vocab"].items()}
     added: dict[int, tuple[str, bool]] = {}
@@ -259,3 +273,48 @@ def build_tokenizer_meta(
         chat_template=_read_chat_template(model_dir, tok_config),
         notes=notes,
     )
+
+
+def _phantom(token: str) -> str:
+    """llama.cpp's WPM spelling of a WordPiece token."""
+    if token.startswith("[") and token.endswith("]"):
+        return token
+    if token.startswith("##"):
+        return token[2:]
+    return "\u2581" + token
+
+
+def _wordpiece_meta(
+    tok: dict[str, Any], tok_config: dict[str, Any], config: dict[str, Any]
+) -> TokenizerMeta:
+    """A BERT WordPiece tokenizer as llama.cpp's `bert` (WPM) tokenizer."""
+    vocab: dict[str, int] = {str(k): int(v) for k, v in tok["model"]["vocab"].items()}
+    special = {str(e["content"]) for e in tok.get("added_tokens") or [] if e.get("special")}
+    size = max(max(vocab.values()) + 1, int(config.get("vocab_size") or 0))
+    by_id = {v: k for k, v in vocab.items()}
+    tokens: list[str] = []
+    types: list[int] = []
+    for i in range(size):
+        text = by_id.get(i)
+        if text is None:
+            tokens.append(f"[PAD{i}]")
+            types.append(int(gguf.TokenType.UNUSED))
+            continue
+        tokens.append(_phantom(text))
+        types.append(int(gguf.TokenType.CONTROL if text in special else gguf.TokenType.NORMAL))
+    ids = {text: i for i, text in enumerate(tokens)}
+    special_ids: dict[str, int] = {}
+    for kind, key, fallback in (("bos", "cls_token", "[CLS]"), ("sep", "sep_token", "[SEP]"),
+                                ("unk", "unk_token", "[UNK]"), ("pad", "pad_token", "[PAD]"),
+                                ("mask", "mask_token", "[MASK]")):
+        content = _token_content(tok_config.get(key)) or fallback
+        if content in ids:
+            special_ids[kind] = ids[content]
+    if "bos" not in special_ids or "sep" not in special_ids:
+        raise UserError("WordPiece tokenizer without [CLS]/[SEP] tokens; not a BERT tokenizer?")
+    notes = []
+    if tok_config.get("do_lower_case") is False:
+        notes.append("the tokenizer keeps case; llama.cpp's WPM tokenizer lower-cases")
+    return TokenizerMeta(tokens=tokens, token_types=types, merges=[], pre="default",
+                         special_ids=special_ids, add_bos=True, add_eos=False,
+                         notes=notes, model="bert")

@@ -39,6 +39,11 @@ from trainer.render import (
 
 @pytest.fixture(scope="session")
 def smollm2_tokenizer_dir(default_model: Path) -> Path:
+    return tokenizer_dir(default_model)
+
+
+def tokenizer_dir(default_model: Path) -> Path:
+    """SmolLM2's tokenizer, saved once from the default model's GGUF into the test cache."""
     from conftest import TEST_CACHE
 
     out = TEST_CACHE / "smollm2-tokenizer"

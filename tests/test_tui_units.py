@@ -89,6 +89,12 @@ def test_config_defaults_bad_values_and_keys() -> None:
     assert (cfg.wiki, cfg.votes, cfg.temperature) == ("mywiki", 1, 0.2)
     assert cfg.keymap()["cancel"] == "ctrl+g" and len(cfg.keymap()) == len(DEFAULT_KEYS)
     assert any("votes" in p for p in cfg.problems)
+    write_config("[tui]\nmax_steps = 2\nmax_tokens = 128\n")
+    cfg = load_config()
+    assert (cfg.max_steps, cfg.max_tokens, cfg.problems) == (2, 128, [])
+    write_config("[tui]\nmax_tokens = 3\n")
+    cfg = load_config()
+    assert cfg.max_tokens == 512 and any("max_tokens" in p for p in cfg.problems)
     write_config("not = [toml")
     assert load_config().problems
 

@@ -28,7 +28,7 @@ STATE_FILE = "trainer_state.pt"
 # settings that must match for a resumed run to be the same run
 RESUME_KEYS = ("model", "data", "epochs", "lr", "rank", "alpha", "dropout", "batch_size",
                "grad_accum", "max_len", "seed", "limit", "target_modules", "prefix_cache",
-               "precision")
+               "precision", "group_by_length")
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

@@ -12,7 +12,10 @@ prompt, one vote, greedy; with `ftp` each question first gets a first-thought
 prefix (`trainer.ftp`) that the teacher continues in step 1. The loop's
 answer-from-memory call after the last step is off unless `fallback` is set:
 `distill filter` drops such trajectories anyway, so it would cost teacher
-time for nothing but a statistic.
+time for nothing but a statistic. The teacher sees its long prompt, but the
+record's `messages` start with the student's short one (the paper's
+preprocessing swaps in `system_prompt_short`): the student is trained on the
+chat it will be sent. Engines and their checks live in `trainer.teacher`.
 
 Data: a benchmark `.json` (`{metadata, examples: [{id, question, answer}]}`)
 or JSON Lines (GSM8K: `{question, answer ending in "#### N"}`); ids are the
@@ -35,26 +38,25 @@ Not covered: sampling several trajectories per question, voting teachers.
 
 from __future__ import annotations
 
-import json
 import queue
 import re
-import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeagent.agent.paper_format import with_student_system
 from edgeagent.agent.trajectory import Trajectory, append_record, done_ids
-from edgeagent.engines.base import Completion, Engine, Message, TokenCallback
+from edgeagent.engines.base import Engine
 from edgeagent.errors import UserError
 from edgeagent.eval.data import read_examples
+from trainer.teacher import Watched, make_factory, preflight, teacher_kind
 
 if TYPE_CHECKING:
     from edgeagent.agent.loop import Agent, SearchFn
 
-UNREACHABLE = 3  # UserError.exit_code of an engine that gave up after its retries
 _SPLITS = ("train", "test", "dev", "val", "validation")
 
 
@@ -161,88 +163,6 @@ class GenerateReport:
         return out
 
 
-def teacher_kind(teacher: str) -> str:
-    """"url", "gguf" or "gold" (a `UserError` for anything else)."""
-    if teacher == "gold":
-        return "gold"
-    if teacher.startswith(("http://", "https://")):
-        return "url"
-    path = Path(teacher).expanduser()
-    if path.suffix.lower() == ".gguf" or path.is_file():
-        if not path.is_file():
-            raise UserError(f"no such GGUF file: {teacher}")
-        return "gguf"
-    raise UserError(f"--teacher must be an http(s) URL, a .gguf file or `gold`: {teacher}")
-
-
-def read_chat_template(source: str) -> str:
-    """A Jinja chat template from a GGUF header, a `tokenizer_config.json`, or a text file."""
-    path = Path(source).expanduser()
-    if not path.is_file():
-        raise UserError(f"no such chat template file: {source}")
-    if path.suffix.lower() == ".gguf":
-        from edgeagent.engines.chat_template import template_from_gguf
-
-        template = template_from_gguf(str(path))
-        if not template:
-            raise UserError(f"{path} stores no chat template")
-        return template
-    try:
-        text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read chat template {path}: {exc}") from None
-    if path.suffix.lower() == ".json":
-        try:
-            value = json.loads(text).get("chat_template")
-        except (json.JSONDecodeError, AttributeError):
-            value = None
-        if not isinstance(value, str) or not value:
-            raise UserError(f"{path} has no `chat_template` string")
-        return value
-    return text
-
-
-def server_chat_template(url: str) -> str | None:
-    """The template a llama.cpp server reports at `/props` (None for other servers)."""
-    import httpx
-
-    base = url.rstrip("/")
-    base = base[: -len("/v1")] if base.endswith("/v1") else base
-    try:
-        resp = httpx.get(f"{base}/props", timeout=5.0)
-        value = resp.json().get("chat_template") if resp.status_code == 200 else None
-    except (httpx.HTTPError, ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) and value else None
-
-
-class _Watched:
-    """The teacher engine, remembering whether it gave up on the server (exit code 3)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.name = engine.name
-        self.down: UserError | None = None
-
-    def generate(self, messages: Sequence[Message] | str, **kwargs: Any) -> list[Completion]:
-        on_token: TokenCallback | None = kwargs.pop("on_token", None)
-        del on_token  # nobody watches the tokens; without it HTTP engines need no stream
-        try:
-            return self.engine.generate(messages, **kwargs)
-        except UserError as exc:
-            if exc.exit_code == UNREACHABLE:
-                self.down = exc
-            raise
-
-    def cancel(self) -> None:
-        stop = getattr(self.engine, "cancel", None)
-        if callable(stop):
-            stop()
-
-    def close(self) -> None:
-        self.engine.close()
-
-
 # -- the run -------------------------------------------------------------------
 
 
@@ -333,39 +253,6 @@ def _run_gold(cfg: GenerateConfig, pending: list[Task], report: GenerateReport) 
                         "<<a*b=c>> annotations")
 
 
-def _make_factory(cfg: GenerateConfig, kind: str) -> tuple[Callable[[], Engine], int]:
-    """An engine maker and how many workers it allows."""
-    if kind == "gguf":
-        from edgeagent.engines.llamacpp import LlamaCppEngine
-
-        if cfg.workers > 1:
-            print("edgeagent: a GGUF teacher runs one question at a time; --workers ignored",
-                  file=sys.stderr)
-        return (lambda: LlamaCppEngine(Path(cfg.teacher).expanduser(), n_ctx=cfg.n_ctx,
-                                       max_parallel=1)), 1
-    from edgeagent.engines.openai_http import OpenAIEngine
-
-    template = read_chat_template(cfg.chat_template) if cfg.chat_template else None
-    if cfg.ftp and template is None:
-        template = server_chat_template(cfg.teacher)
-        if template is None:
-            print("edgeagent: --ftp without --chat-template: the prefix goes out as a trailing "
-                  "assistant message with continue_final_message (vLLM); for llama.cpp or "
-                  "llama-cpp-python servers pass --chat-template MODEL.gguf", file=sys.stderr)
-    return (lambda: OpenAIEngine(cfg.teacher, model=cfg.model_name, chat_template=template,
-                                 retries=cfg.retries)), cfg.workers
-
-
-def _preflight(engine: Engine, teacher: str) -> str:
-    """One tiny request, so a dead or misconfigured teacher fails before any record."""
-    try:
-        engine.generate([{"role": "user", "content": "Say OK."}], max_tokens=1)
-    except UserError as exc:
-        raise UserError(f"teacher {teacher} is not usable: {exc}", exit_code=exc.exit_code
-                        ) from None
-    return str(getattr(engine, "model", None) or engine.name)
-
-
 _STOP = object()
 
 
@@ -384,12 +271,14 @@ def _run_teacher(
     if engine_factory is not None:
         factory, workers = engine_factory, cfg.workers
     else:
-        factory, workers = _make_factory(cfg, kind)
+        factory, workers = make_factory(
+            kind, cfg.teacher, workers=cfg.workers, n_ctx=cfg.n_ctx, model_name=cfg.model_name,
+            chat_template=cfg.chat_template, ftp=cfg.ftp, retries=cfg.retries)
     workers = max(1, min(workers, len(pending)))
     first = factory()
     engines: list[Engine] = [first]
     try:
-        served = _preflight(first, cfg.teacher)
+        served = preflight(first, cfg.teacher)
         if kind == "gguf":
             served = Path(cfg.teacher).name
         model_name = cfg.model_name or served
@@ -408,7 +297,7 @@ def _run_teacher(
         lock = threading.Lock()
 
         def work(engine: Engine) -> None:
-            watched = _Watched(engine)
+            watched = Watched(engine)
             agent = Agent(watched, search=search, config=config, model_name=model_name)
             with lock:
                 agents.append(agent)
@@ -433,6 +322,8 @@ def _run_teacher(
                         traj = agent.run(task.question, task_id=task.id, gold=task.gold,
                                          dataset=task.dataset, prefix=prefix)
                         traj.engine = type(engine).__name__
+                        # the student is trained under the prompt it will run with
+                        traj.messages = with_student_system(traj.messages)
                     if watched.down is not None or traj is None:
                         results.put(watched.down)
                         return

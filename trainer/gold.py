@@ -20,6 +20,11 @@ Raises `GoldError` (a `ValueError`) for an example it cannot convert: no
 `#### N`, no annotation, or an annotation whose arithmetic disagrees with its
 stated result.
 
+`gsm8k_cot_trajectory(example)` is the chain-of-thought target of the same
+example for a CoT student: the solution text without its annotations, then
+`<answer> \\boxed{72} </answer>`, under the paper's CoT prompt (`cot_trajectory`,
+also used for HotpotQA by `trainer.gold_qa`).
+
 Not covered: MATH-style solutions (no annotations), running code in the sandbox.
 """
 
@@ -102,7 +107,8 @@ def _agrees(value: float, stated: str) -> bool:
     return abs(value - target) <= max(1e-6, 1e-6 * abs(target)) or round(value, 2) == target
 
 
-def _assistant(thought: str, code: str) -> str:
+def assistant_text(thought: str, code: str) -> str:
+    """One assistant turn in the agent's format."""
     return f"Thought: {thought}\nCode:\n```py\n{code}\n```<end_code>"
 
 
@@ -158,13 +164,13 @@ def gold_trajectory(
     prompts = load_prompts()
     thought1 = ("I will compute each quantity of the problem step by step in Python "
                 "and print the results.")
-    text1 = _assistant(thought1, "\n".join(code))
+    text1 = assistant_text(thought1, "\n".join(code))
     observation1 = (f"Call id: call_1\nObservation:\nExecution logs:\n{''.join(stdout)}"
                     "Last output from code snippet:\nNone")
     answer = f"\\boxed{{{gold}}}"
     thought2 = (f"The computation gives {last[0]} = {last[1]}, so the final answer is {gold}.")
     code2 = f'final_answer(r"{answer}")'
-    text2 = _assistant(thought2, code2)
+    text2 = assistant_text(thought2, code2)
     steps = [
         StepRecord(thought=thought1, code="\n".join(code), observation=observation1, text=text1),
         StepRecord(thought=thought2, code=code2, final=True, final_answer=answer, text=text2,
@@ -189,3 +195,60 @@ def gold_trajectory(
         messages=messages,  # type: ignore[arg-type]
         tokens={"prompt": 0, "completion": 0}, timings={}, gold=gold, dataset=dataset,
     )
+
+
+def cot_trajectory(task_id: str, question: str, reasoning: str, answer: str, *, gold: Any,
+                   dataset: str | None, model: str = GOLD_MODEL) -> Trajectory:
+    """A one-turn CoT record: the eval's `cot` chat, answered with `reasoning` and the
+    answer in the `<answer>` tag (where `edgeagent eval --mode cot` reads it)."""
+    from edgeagent.eval.cot import load_cot_prompts
+
+    prompts = load_cot_prompts()
+    reply = f"{reasoning.strip()}\n<answer> {answer} </answer>"
+    step = StepRecord(thought=reply, code=None, observation="", final=True,
+                      final_answer=answer, text=reply)
+    messages = [{"role": "system", "content": prompts.systems["cot"]},
+                {"role": "user", "content": question},
+                {"role": "assistant", "content": reply}]
+    return Trajectory(
+        id=task_id, question=question, model=model, engine=GOLD_ENGINE,
+        prompt_version=f"{prompts.version}:cot", steps=[step], answer=answer,
+        messages=messages,  # type: ignore[arg-type]
+        tokens={"prompt": 0, "completion": 0}, timings={}, gold=gold, dataset=dataset,
+    )
+
+
+def gsm8k_cot_trajectory(example: Mapping[str, Any], *, task_id: str,
+                         dataset: str | None = "gsm8k") -> Trajectory:
+    """The CoT target of one GSM8K example: its solution without `<<…>>` annotations."""
+    question = str(example.get("question", "")).strip()
+    solution = str(example.get("answer", ""))
+    gold = gsm8k_gold(solution)
+    if not question or gold is None or "####" not in solution:
+        raise GoldError("not a GSM8K example (needs question and an answer ending in #### N)")
+    lines = [" ".join(_ANNOTATION.sub("", ln).split())
+             for ln in solution.rsplit("####", 1)[0].split("\n")]
+    reasoning = "\n".join(ln for ln in lines if ln)
+    if not reasoning:
+        raise GoldError("the solution has no reasoning before ####")
+    return cot_trajectory(task_id, question, reasoning, f"\\boxed{{{gold}}}", gold=gold,
+                          dataset=dataset)
+
+
+def gsm8k_records(examples: list[Any], *, stem: str, fmt: str = "agent"
+                  ) -> tuple[list[Trajectory], list[str]]:
+    """Gold records (`fmt` "agent" or "cot") of GSM8K examples, and "<id>: <reason>" for
+    each example that gives none."""
+    make = gold_trajectory if fmt == "agent" else gsm8k_cot_trajectory
+    records: list[Trajectory] = []
+    skipped: list[str] = []
+    for n, ex in enumerate(examples):
+        if not isinstance(ex, Mapping):
+            skipped.append(f"{stem}:{n}: not a JSON object")
+            continue
+        try:
+            records.append(make(ex, task_id=str(ex.get("id") or f"{stem}:{n}"),
+                                dataset="gsm8k"))
+        except GoldError as exc:
+            skipped.append(f"{stem}:{n}: {exc}")
+    return records, skipped

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from edgeagent.agent.paper_format import log_data_messages
+from edgeagent.agent.paper_format import log_data_messages, with_student_system
 from edgeagent.agent.parse import parse_action
 from edgeagent.agent.prompts import load_prompts
 from edgeagent.agent.trajectory import StepRecord, Trajectory
@@ -90,7 +90,7 @@ def import_entry(entry: Any, *, dataset: str | None = None,
         raise ValueError("log_data messages must start system, user and hold an assistant turn")
     prompts = load_prompts()
     if not keep_system:
-        chat[0] = {"role": "system", "content": prompts.system("student")}
+        chat = with_student_system(chat)
     question = str(entry.get("question") or chat[1]["content"])
     gold = entry.get("true_answer", entry.get("answer"))
     answer = entry.get("generated_answer")

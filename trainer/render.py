@@ -13,9 +13,12 @@ spans come from rendering the chat prefix by prefix (the template must be
 prefix-stable, as ChatML is); the whole chat is then tokenized once and a token
 is trained only when it lies entirely inside an assistant span.
 
-An example with no trained token — all assistant turns cut off by `max_len`, or
-no assistant turn — raises `NoSupervisedTokens`; `collate` refuses a batch
-whose labels are all masked. Never a silent zero loss.
+An example with no trained token raises `NoSupervisedTokens` (`PastMaxLen`
+when `max_len` cut off all its assistant turns: training skips those with a
+warning); `collate` refuses a batch whose labels are all masked. Never a
+silent zero loss. The trained tokens of each assistant turn must decode to
+exactly that turn (`TrainedTextMismatch` otherwise): a tokenizer whose offsets
+trim spaces would otherwise leave indentation untrained without a word.
 
 Not covered: packing several examples into one sequence; templates that
 rewrite earlier turns (Qwen3's thinking removal) — refused with a reason.
@@ -35,6 +38,14 @@ IGNORE = -100
 
 class NoSupervisedTokens(UserError):
     """An example in which every label is masked."""
+
+
+class PastMaxLen(NoSupervisedTokens):
+    """An example whose assistant turns all start after the length limit."""
+
+
+class TrainedTextMismatch(UserError):
+    """The trained tokens of an assistant turn do not decode to that turn."""
 
 
 @dataclass
@@ -90,22 +101,49 @@ def render_messages(
     ids: list[int] = list(enc["input_ids"])
     offsets: list[tuple[int, int]] = [tuple(o) for o in enc["offset_mapping"]]
     labels = [IGNORE] * len(ids)
+    owner: list[list[int]] = [[] for _ in spans]  # trained token indexes of each turn
     j = 0
     for i, (start, end) in enumerate(offsets):
         while j < len(spans) and spans[j][1] <= start:
             j += 1
         if j < len(spans) and spans[j][0] <= start and end <= spans[j][1] and end > start:
             labels[i] = ids[i]
+            owner[j].append(i)
     truncated = max_len is not None and len(ids) > max_len
     if truncated:
         ids, labels = ids[:max_len], labels[:max_len]
     out = Rendered(ids, labels, truncated, example_id)
+    what = f"example {example_id!r}" if example_id else "an example"
     if out.n_trained == 0:
-        what = f"example {example_id!r}" if example_id else "an example"
-        why = (f"its assistant turns start after --max-len {max_len}" if truncated
-               else "it has no assistant turn")
-        raise NoSupervisedTokens(f"{what} has no supervised tokens: {why}")
+        if truncated:
+            raise PastMaxLen(f"{what} has no supervised tokens: its assistant turns start "
+                             f"after --max-len {max_len}")
+        raise NoSupervisedTokens(f"{what} has no supervised tokens: it has no assistant turn")
+    _check_decoded(tokenizer, text, spans, owner, ids, what)
     return out
+
+
+def _check_decoded(tokenizer: Any, text: str, spans: list[tuple[int, int]],
+                   owner: list[list[int]], ids: list[int], what: str) -> None:
+    """Each assistant turn's trained tokens decode to exactly the turn (a prefix of it
+    when `max_len` cut the turn)."""
+    for k, ((start, end), idx) in enumerate(zip(spans, owner, strict=True)):
+        kept = [ids[i] for i in idx if i < len(ids)]
+        if not kept:
+            continue
+        decoded = tokenizer.decode(kept, skip_special_tokens=False,
+                                   clean_up_tokenization_spaces=False)
+        turn = text[start:end]
+        whole = len(kept) == len(idx)
+        if decoded == turn or (not whole and turn.startswith(decoded)):
+            continue
+        at = next((n for n, (a, b) in enumerate(zip(decoded, turn, strict=False)) if a != b),
+                  min(len(decoded), len(turn)))
+        raise TrainedTextMismatch(
+            f"{what}: the trained tokens of assistant turn {k + 1} decode to "
+            f"{decoded[max(0, at - 20):at + 20]!r} where the turn has "
+            f"{turn[max(0, at - 20):at + 20]!r} (character {at}): this tokenizer's offsets "
+            "do not cover the turn, so part of it would go untrained")
 
 
 def collate(batch: Sequence[Rendered], pad_id: int) -> dict[str, Any]:

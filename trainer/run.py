@@ -20,11 +20,11 @@ Delete a stage's output to redo it (and what comes after it). The config:
     teacher = "gold"
     data = "gsm8k_train_7473.jsonl"
     limit = 1000
-    [filter]                      # optional: judge = URL, judge_model
+    [filter]                      # optional: judge = URL, judge_model, f1 = 0.8
     [train]                       # required: model; any `distill train` option
     model = "SmolLM2-135M-Instruct.Q4_1.gguf"
     [merge]                       # optional: dtype
-    [convert]                     # optional: outtype (f16), quantize ("Q4_0"; false: none)
+    [convert]                     # optional: outtype (f16), quantize ("Q8_0"; false: none)
 
 Keys are option names (`model_name` = `--model-name`, `no_resume = true` =
 `--no-resume`); an unknown key is refused before anything runs. A relative
@@ -44,6 +44,9 @@ from typing import Any
 from edgeagent.errors import UserError
 
 SECTIONS = ("generate", "filter", "train", "merge", "convert")
+# 4-bit requantization of a student of a 4-bit base rounds its small LoRA delta back
+# onto the base's grid (README, "Quantizing a student of a quantized base"): 8-bit keeps it
+DEFAULT_QUANT = "Q8_0"
 Report = Callable[[], list[str]]  # runs a stage; returns what it did, in lines
 
 
@@ -153,15 +156,16 @@ def _generate(table: dict[str, Any], base: Path, out: Path) -> Report:
 
 
 def _filter(table: dict[str, Any], src: Path, out: Path) -> Report:
-    unknown = [k for k in table if k not in ("judge", "judge_model")]
+    unknown = [k for k in table if k not in ("judge", "judge_model", "f1")]
     if unknown:
-        raise UserError(f"config: [filter] knows judge and judge_model, not {', '.join(unknown)}")
+        raise UserError("config: [filter] knows judge, judge_model and f1, not "
+                        f"{', '.join(unknown)}")
 
     def call() -> list[str]:
         from trainer.filter import filter_path
 
         report = filter_path(src, out, judge_url=table.get("judge"),
-                             judge_model=table.get("judge_model"))
+                             judge_model=table.get("judge_model"), f1=table.get("f1"))
         return [*report.lines(), f"wrote {out}"]
 
     return call
@@ -244,7 +248,7 @@ def plan(path: Path) -> list[Stage]:
     adapter, merged = out / "adapter", out / "merged"
     conv = dict(data.get("convert", {}))
     outtype = str(conv.pop("outtype", "f16"))
-    qtype = conv.pop("quantize", "Q4_0")
+    qtype = conv.pop("quantize", DEFAULT_QUANT)
     if conv:
         raise UserError(f"{path}: [convert] knows outtype and quantize, not {', '.join(conv)}")
     gen, filt = data["generate"], data.get("filter", {})

@@ -172,6 +172,8 @@ class Agent:
             id=task_id or uuid.uuid4().hex[:12], question=question, model=self.model_name,
             engine=type(self.engine).__name__, prompt_version=self.prompts.version,
             gold=gold, dataset=dataset, ftp_prefix=prefix,
+            # how observations were retrieved: the index's profile (WikiIndex.search's owner)
+            retrieval=getattr(getattr(self.search, "__self__", None), "retrieval", None),
         )
         traj.tokens = {"prompt": 0, "completion": 0, "prompt_evaluated": 0}
         self._emit(ev.RunStart(question, self.model_name, cfg.votes, cfg.max_steps))

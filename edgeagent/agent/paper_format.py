@@ -9,16 +9,25 @@ strips `<reference>…</reference>` from the task, and drops a trailing user
 turn; `log_data_messages` does the same, so a released trajectory and one of
 our runs with the same steps give identical `messages`.
 
-Not covered: replacing the system prompt (the trainer decides which one).
+`with_student_system` puts the student's short system prompt in place of a
+chat's system turn, as the reference trainer does for every trajectory
+(`messages[0]["content"] = system_prompt_short`), so a student is trained on
+exactly the chat the agent loop sends it.
+
+`paper_code_blobs` is the reference's strict step parser (`parse_code_blobs`):
+a fenced block closed by `\n```` or a whole output that is valid Python, else
+a parse error (an unclosed fence cut by `max_tokens` is one). `distill filter`
+uses it; inference stays lenient (`edgeagent.agent.parse`).
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from edgeagent.agent.prompts import merge_roles
+from edgeagent.agent.prompts import load_prompts, merge_roles
 from edgeagent.engines.base import Message
 
 _ROLES = {"system": "system", "user": "user", "assistant": "assistant",
@@ -61,3 +70,25 @@ def log_data_messages(log_data: Mapping[str, Any]) -> list[Message]:
     if chat and chat[-1]["role"] == "user":
         chat = chat[:-1]
     return chat
+
+
+def with_student_system(messages: Sequence[Message]) -> list[Message]:
+    """`messages` with the student's system prompt as the first turn (added if absent)."""
+    system: Message = {"role": "system", "content": load_prompts().system("student")}
+    rest = list(messages[1:] if messages and messages[0]["role"] == "system" else messages)
+    return [system, *(Message(role=m["role"], content=m["content"]) for m in rest)]
+
+
+PAPER_CODE_BLOB = re.compile(r"```(?:py|python)?\n(.*?)\n```", re.DOTALL)
+
+
+def paper_code_blobs(text: str) -> str | None:
+    """The code the reference agent would run for `text`, or None for its parse error."""
+    matches = PAPER_CODE_BLOB.findall(text)
+    if matches:
+        return "\n\n".join(m.strip() for m in matches)
+    try:
+        ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None
+    return text

@@ -112,6 +112,7 @@ class Trajectory:
     from_fallback: bool = False
     error: str | None = None
     cancelled: bool = False
+    retrieval: str | None = None  # the wiki's retrieval profile (bm25, bm25+rerank, ...)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -122,7 +123,7 @@ class Trajectory:
             "messages": [{"role": m["role"], "content": m["content"]} for m in self.messages],
             "from_fallback": self.from_fallback,
         }
-        for key in ("gold", "dataset", "score", "ftp_prefix", "error"):
+        for key in ("gold", "dataset", "score", "ftp_prefix", "error", "retrieval"):
             value = getattr(self, key)
             if value is not None:
                 d[key] = value
@@ -155,6 +156,7 @@ class Trajectory:
             gold=d.get("gold"), dataset=d.get("dataset"), score=d.get("score"),
             ftp_prefix=d.get("ftp_prefix"), from_fallback=bool(d.get("from_fallback", False)),
             error=d.get("error"), cancelled=bool(d.get("cancelled", False)),
+            retrieval=d.get("retrieval"),
         )
 
 

@@ -12,8 +12,17 @@
   scores recall@3 / recall@10 on the `gold_in_seed` questions of
   `retrieval/hotpotqa_gold_titles.jsonl`. Both numbers come from this run.
 
-Data is read from `--data DIR` (default: `../shared/data` next to the repo).
-Not covered: dense retrieval baselines, memory use.
+- Retrieval profiles (`--profiles`, default all three: `bm25`, `bm25+rerank`,
+  `bm25+vectors`), side by side on the `entity` multihop index: recall@3,
+  recall@10 and per-query p50/p95 latency (top-10 searches, second stage
+  included) under `profiles`. The passages are embedded once for
+  `bm25+vectors` (timed: `embed_passages_per_s`, and
+  `build_with_embed_passages_per_s` for Tantivy plus vectors); `bm25+rerank`
+  starts with an empty passage cache, so its latency includes embedding the
+  candidates it has not seen yet. `--fusion both` adds `rrf` and `linear` rows.
+  `--recall-index NAME` uses an existing index (built with `--embed`) instead.
+
+Data is read from `--data DIR` (required). Not covered: memory use.
 """
 
 from __future__ import annotations
@@ -23,24 +32,35 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from edgeagent.errors import UserError
 
-
-def _default_data_dir() -> Path:
-    return Path(__file__).resolve().parents[3] / "shared" / "data"
+RETRIEVAL_NAMES: tuple[str, ...] = ("bm25", "bm25+rerank", "bm25+vectors")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", help="measure query latency on this existing index")
-    parser.add_argument("--data", type=Path, default=None,
-                        help="shared data folder (default: ../shared/data)")
+    parser.add_argument("--data", type=Path, default=None, metavar="DIR",
+                        help="benchmark data folder (required; holds wiki/ and retrieval/)")
     parser.add_argument("--limit", type=int, default=None,
                         help="index at most N passages of the scale corpus")
     parser.add_argument("--threads", type=int, default=None, help="index writer threads")
     parser.add_argument("--queries", type=int, default=500,
                         help="number of latency queries (default 500)")
     parser.add_argument("--skip-recall", action="store_true", help="skip the recall part")
+    parser.add_argument("--skip-scale", action="store_true",
+                        help="skip the build-speed / BM25 latency part")
+    parser.add_argument("--profiles", default=",".join(RETRIEVAL_NAMES),
+                        help="retrieval profiles to compare (comma-separated; default all)")
+    parser.add_argument("--fusion", choices=("rrf", "linear", "both"), default=None,
+                        help="fusion of the second stage (default: each profile's own)")
+    parser.add_argument("--candidates", type=int, default=None, metavar="N",
+                        help="BM25 candidates re-scored (default: each profile's own)")
+    parser.add_argument("--embed-model", type=Path, default=None, metavar="GGUF",
+                        help="embedding model (default: all-MiniLM-L6-v2)")
+    parser.add_argument("--recall-index", default=None, metavar="NAME",
+                        help="measure recall on this existing multihop index (with --embed)")
 
 
 def _dir_mb(path: Path) -> float:
@@ -53,64 +73,153 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[pos]
 
 
-def run(args: argparse.Namespace) -> dict[str, object]:
-    from edgeagent.wiki.build import build_from_file
-    from edgeagent.wiki.index import WikiIndex
-    from edgeagent.wiki.recall import load_gold_questions, recall_at_k
+def _profile_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for name in names:
+        if name not in RETRIEVAL_NAMES:
+            raise UserError(f"unknown retrieval profile {name!r}; use {', '.join(RETRIEVAL_NAMES)}")
+    if not names:
+        raise UserError("--profiles lists no profile")
+    return list(dict.fromkeys(names))
 
-    data: Path = getattr(args, "data", None) or _default_data_dir()
+
+def run(args: argparse.Namespace) -> dict[str, object]:
+    from edgeagent.wiki.recall import load_gold_questions
+
+    data: Path | None = getattr(args, "data", None)
+    if data is None:
+        raise UserError("bench wiki needs --data DIR (the folder with wiki/ and retrieval/)")
+    profiles = _profile_list(str(getattr(args, "profiles", None) or ",".join(RETRIEVAL_NAMES)))
     gold_path = data / "retrieval" / "hotpotqa_gold_titles.jsonl"
     seed_path = data / "wiki" / "multihop_paragraphs.jsonl.gz"
     scale_path = data / "wiki" / "wikitasks_articles.jsonl.gz"
-    for p in (gold_path, seed_path, scale_path):
+    needed = [gold_path]
+    if not getattr(args, "skip_scale", False) and not getattr(args, "index", None):
+        needed.append(scale_path)
+    if not getattr(args, "skip_recall", False) and not getattr(args, "recall_index", None):
+        needed.append(seed_path)
+    for p in needed:
         if not p.exists():
             raise UserError(f"benchmark data missing: {p} (pass --data DIR)")
-    questions = load_gold_questions(gold_path, only_in_seed=False)
     result: dict[str, object] = {}
-    threads = getattr(args, "threads", None)
-
     with tempfile.TemporaryDirectory(prefix="edgeagent-bench-wiki-") as tmp:
         root = Path(tmp)
-        index_name = getattr(args, "index", None)
-        if index_name:
-            index = WikiIndex.open(index_name)
-            result["index"] = index_name
-            result["passages"] = len(index)
-            result["index_mb"] = round(_dir_mb(index.path), 1)
-        else:
-            started = time.perf_counter()
-            meta = build_from_file("scale", scale_path, limit=getattr(args, "limit", None),
-                                   threads=threads, root=root)
-            seconds = time.perf_counter() - started
-            index = WikiIndex.open("scale", root=root)
-            result["index"] = scale_path.name
-            result["passages"] = meta.passages
-            result["build_seconds"] = round(seconds, 2)
-            result["build_passages_per_s"] = round(meta.passages / seconds)
-            result["index_mb"] = round(_dir_mb(index.path), 1)
-        n_queries = max(1, int(getattr(args, "queries", 500) or 500))
-        texts = [q.question for q in questions][:n_queries]
-        for text in texts[:20]:  # warm the page cache and the searcher
-            index.search(text, 3)
-        times: list[float] = []
-        for text in texts:
-            t0 = time.perf_counter()
-            index.search(text, 3)
-            times.append((time.perf_counter() - t0) * 1000)
-        result["queries"] = len(times)
-        result["query_p50_ms"] = round(statistics.median(times), 3)
-        result["query_p95_ms"] = round(_percentile(times, 0.95), 3)
-        del index
-
+        if not getattr(args, "skip_scale", False):
+            questions = load_gold_questions(gold_path, only_in_seed=False)
+            _scale(args, root, scale_path, [q.question for q in questions], result)
         if not getattr(args, "skip_recall", False):
-            seed_questions = [q for q in load_gold_questions(gold_path)]
-            result["recall_questions"] = len(seed_questions)
-            for profile in ("naive", "entity"):
-                build_from_file(profile, seed_path, profile=profile, threads=threads, root=root,
-                                split=False)  # already paragraphs
-                scores = recall_at_k(WikiIndex.open(profile, root=root), seed_questions, (3, 10))
-                prefix = "" if profile == "entity" else "naive_"
-                result[f"{prefix}recall_at_3"] = round(scores[3], 3)
-                result[f"{prefix}recall_at_10"] = round(scores[10], 3)
+            _recall(args, root, seed_path, gold_path, profiles, result)
     result["profile"] = "entity"
     return result
+
+
+def _scale(args: argparse.Namespace, root: Path, scale_path: Path, texts: list[str],
+           result: dict[str, object]) -> None:
+    """Build speed of the large corpus and BM25 top-3 latency (or on `--index`)."""
+    from edgeagent.wiki.build import build_from_file
+    from edgeagent.wiki.index import WikiIndex
+
+    index_name = getattr(args, "index", None)
+    if index_name:
+        index = WikiIndex.open(index_name, retrieval="bm25")
+        result["index"] = index_name
+        result["passages"] = len(index)
+        result["index_mb"] = round(_dir_mb(index.path), 1)
+    else:
+        started = time.perf_counter()
+        meta = build_from_file("scale", scale_path, limit=getattr(args, "limit", None),
+                               threads=getattr(args, "threads", None), root=root)
+        seconds = time.perf_counter() - started
+        index = WikiIndex.open("scale", root=root)
+        result["index"] = scale_path.name
+        result["passages"] = meta.passages
+        result["build_seconds"] = round(seconds, 2)
+        result["build_passages_per_s"] = round(meta.passages / seconds)
+        result["index_mb"] = round(_dir_mb(index.path), 1)
+    n_queries = max(1, int(getattr(args, "queries", 500) or 500))
+    texts = texts[:n_queries]
+    for text in texts[:20]:  # warm the page cache and the searcher
+        index.search(text, 3)
+    times: list[float] = []
+    for text in texts:
+        t0 = time.perf_counter()
+        index.search(text, 3)
+        times.append((time.perf_counter() - t0) * 1000)
+    result["queries"] = len(times)
+    result["query_p50_ms"] = round(statistics.median(times), 3)
+    result["query_p95_ms"] = round(_percentile(times, 0.95), 3)
+
+
+def _recall(args: argparse.Namespace, root: Path, seed_path: Path, gold_path: Path,
+            profiles: list[str], result: dict[str, object]) -> None:
+    """Recall@3/@10 and latency of each retrieval profile on the multihop index."""
+    from edgeagent.wiki import store
+    from edgeagent.wiki.build import build_from_file
+    from edgeagent.wiki.embed_build import finish_retrieval
+    from edgeagent.wiki.index import WikiIndex
+    from edgeagent.wiki.recall import load_gold_questions, recall_at_k
+    from edgeagent.wiki.retrieval import get_profile
+    from edgeagent.wiki.vectors import read_vector_meta
+
+    threads = getattr(args, "threads", None)
+    embed_model: Path | None = getattr(args, "embed_model", None)
+    questions = load_gold_questions(gold_path)
+    result["recall_questions"] = len(questions)
+    name: str = getattr(args, "recall_index", None) or "entity"
+    where: Path | None = None if getattr(args, "recall_index", None) else root
+    if where is not None:
+        naive = build_from_file("naive", seed_path, profile="naive", threads=threads, root=root,
+                                split=False)  # already paragraphs
+        scores = recall_at_k(WikiIndex.open(naive.name, root=root), questions, (3, 10))
+        result["naive_recall_at_3"] = round(scores[3], 3)
+        result["naive_recall_at_10"] = round(scores[10], 3)
+        meta = build_from_file(name, seed_path, threads=threads, root=root, split=False)
+        result["recall_passages"] = meta.passages
+        result["recall_build_passages_per_s"] = round(meta.passages / meta.build_seconds)
+    _, folder = store.live_path(name, where)
+    if "bm25+vectors" in profiles and read_vector_meta(folder) is None:
+        vectors = finish_retrieval(name, embed="int8", embed_model=embed_model, root=where)
+        assert vectors is not None
+        build_s = store.read_meta(name, where).build_seconds  # type: ignore[union-attr]
+        result["embed_model"] = vectors.model_id
+        result["embed_passages_per_s"] = round(vectors.passages_per_s, 1)
+        result["build_with_embed_passages_per_s"] = round(
+            vectors.count / (build_s + vectors.seconds), 1)
+        result["vectors_mb"] = round(sum(f.stat().st_size
+                                         for f in folder.glob("vectors.*")) / 1e6, 2)
+    fusion = getattr(args, "fusion", None)
+    rows: dict[str, dict[str, float]] = {}
+    for profile in profiles:
+        fusions = [None] if fusion is None or profile == "bm25" else (
+            ["rrf", "linear"] if fusion == "both" else [fusion])
+        for fu in fusions:
+            spec = get_profile(profile, fusion=fu, candidates=getattr(args, "candidates", None))
+            label = profile if fu is None else f"{profile}/{fu}"
+            index = WikiIndex.open(name, root=where, retrieval=spec, embed_model=embed_model)
+            stage = index.second_stage()  # the model loads here, outside the timings
+            cached = len(stage.cache) if stage is not None and stage.cache is not None else None
+            rows[label] = _measure(index, questions, recall_at_k)
+            if cached is not None:  # bm25+rerank: passages already embedded at the start
+                rows[label]["cached_at_start"] = cached
+    result["profiles"] = rows
+    if "bm25" in rows:
+        result["recall_at_3"] = rows["bm25"]["recall_at_3"]
+        result["recall_at_10"] = rows["bm25"]["recall_at_10"]
+
+
+def _measure(index: object, questions: list[Any], recall_at_k: Any) -> dict[str, float]:
+    """Recall@3/@10 of `index` with each top-10 search timed."""
+    times: list[float] = []
+    search = index.search  # type: ignore[attr-defined]
+
+    class Timed:
+        def search(self, query: str, k: int = 3) -> list[Any]:
+            t0 = time.perf_counter()
+            hits = search(query, k)
+            times.append((time.perf_counter() - t0) * 1000)
+            return list(hits)
+
+    scores = recall_at_k(Timed(), questions, (3, 10))
+    return {"recall_at_3": round(scores[3], 3), "recall_at_10": round(scores[10], 3),
+            "p50_ms": round(statistics.median(times), 2),
+            "p95_ms": round(_percentile(times, 0.95), 2), "queries": len(times)}

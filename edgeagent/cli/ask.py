@@ -25,6 +25,8 @@ def register(sub: Any) -> None:
     p.add_argument("--wiki", default=None, metavar="NAME",
                    help="wiki index to search (default: starter, built on first use)")
     p.add_argument("--no-wiki", action="store_true", help="no web_search index")
+    p.add_argument("--retrieval", default=None, choices=("bm25", "bm25+rerank", "bm25+vectors"),
+                   help="retrieval profile (default: the one the index was built with)")
     p.add_argument("--votes", type=int, default=1, metavar="N",
                    help="self-consistent action generation: N candidates per step (paper: 8)")
     p.add_argument("--temperature", type=float, default=None,
@@ -49,7 +51,7 @@ def _search(args: argparse.Namespace) -> Any:
         return None
     from edgeagent.wiki.starter import open_search
 
-    return open_search(args.wiki)
+    return open_search(args.wiki, retrieval=args.retrieval)
 
 
 def handle(args: argparse.Namespace) -> int:

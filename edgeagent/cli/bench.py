@@ -46,7 +46,13 @@ def _make_handler(module: Any) -> Any:
             table.add_column("metric")
             table.add_column("value", justify="right")
             for key, value in result.items():
-                table.add_row(key, str(value))
+                if isinstance(value, dict):  # e.g. bench wiki's per-profile rows
+                    for sub, row in value.items():
+                        shown = ", ".join(f"{k} {v}" for k, v in row.items()) \
+                            if isinstance(row, dict) else str(row)
+                        table.add_row(f"{key} {sub}", shown)
+                else:
+                    table.add_row(key, str(value))
             Console().print(table)
         return 0
 

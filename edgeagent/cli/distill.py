@@ -2,7 +2,8 @@
 
     distill generate --teacher URL|GGUF|gold --data FILE --out traj.jsonl [--ftp] [--workers K]
     distill run    CONFIG.toml [--dry-run]   (generate → filter → train → merge → convert)
-    distill gold   --data gsm8k_train.jsonl --out traj.jsonl [--limit N]
+    distill gold   [--data FILE | --data-dir DIR] --out traj.jsonl [--bench gsm8k|hotpotqa]
+                   [--format agent|cot] [--limit N]
     distill import RELEASED.jsonl --out traj.jsonl [--dataset NAME]
     distill filter traj.jsonl --out kept.jsonl [--judge URL]
     distill render kept.jsonl --model DIR [--show] [--index I]   (alias: inspect)
@@ -24,6 +25,8 @@ from typing import Any
 
 from edgeagent.errors import UserError
 
+GOLD_DEFAULT = "benchmarks/train/gsm8k_train_7473.jsonl"
+
 
 def register(sub: Any) -> None:
     """Add the `distill` group to the top-level subparsers."""
@@ -37,13 +40,32 @@ def register(sub: Any) -> None:
     _register_generate(cmds)
 
     g = cmds.add_parser(
-        "gold", help="trajectories from GSM8K calculator annotations (no teacher needed)",
-        description="Turn GSM8K solutions' <<a*b=c>> calculator annotations into "
-        "Thought/Code trajectories ending in final_answer, marked model: gold-annotations.")
-    g.add_argument("--data", type=Path, required=True, help="GSM8K-format JSONL "
-                   "({question, answer ending in '#### N'}) or a benchmark JSON file")
+        "gold", help="gold trajectories without a teacher: GSM8K annotations, HotpotQA facts",
+        description="gsm8k: turn GSM8K solutions' <<a*b=c>> calculator annotations into "
+        "Thought/Code trajectories ending in final_answer. hotpotqa: look up each supporting "
+        "page with web_search on a local index (--wiki) and answer; a question survives only "
+        "when the search returns its supporting pages. --format cot writes the matching "
+        "chain-of-thought targets instead (same questions, same facts).")
+    g.add_argument("--data", type=Path, default=None, help="GSM8K-format JSONL "
+                   "({question, answer ending in '#### N'}) or a benchmark JSON file "
+                   "(gsm8k default: the GSM8K train set, benchmarks/train/gsm8k_train_7473.jsonl, "
+                   "from --data-dir, the data dir or the Hub); hotpotqa (required): examples "
+                   "with supporting_facts + context (HotpotQA's format) or gold_titles")
+    g.add_argument("--data-dir", dest="bench_data", default=None, metavar="DIR",
+                   help="folder with the paper's data files; offline (default: "
+                   "$EDGEAGENT_DATA, else the data dir, else a download from the Hub)")
     g.add_argument("--out", "-o", type=Path, required=True, help="trajectory JSONL to write")
+    g.add_argument("--bench", choices=("gsm8k", "hotpotqa"), default="gsm8k",
+                   help="which kind of gold (default gsm8k)")
+    g.add_argument("--format", dest="fmt", choices=("agent", "cot"), default="agent",
+                   help="agent trajectories (default) or chain-of-thought targets")
     g.add_argument("--limit", type=int, help="only the first N questions")
+    g.add_argument("--wiki", default="multihop", metavar="NAME",
+                   help="hotpotqa: the wiki index web_search uses (default multihop, built "
+                   "with `edgeagent wiki build multihop --from multihop_paragraphs.jsonl.gz`)")
+    g.add_argument("--exclude", type=Path, action="append", default=[], metavar="FILE",
+                   help="hotpotqa: leave out questions (by id or text) of this benchmark file, "
+                   "e.g. the eval set (repeatable)")
     g.set_defaults(handler=_cmd_gold)
 
     i = cmds.add_parser(
@@ -60,13 +82,18 @@ def register(sub: Any) -> None:
     f = cmds.add_parser(
         "filter", help="keep correct trajectories without parse errors",
         description="Score each trajectory (math: symbolic equivalence of \\boxed{} answers; "
-        "QA: exact match, or an LLM judge) and keep the correct ones without parse errors "
-        "or step-limit fallbacks; execution errors stay. Prints counts per drop reason.")
+        "QA: exact match, token F1 >= --f1, or an LLM judge) and keep the correct ones "
+        "without parse errors (the paper's strict step parser) or step-limit fallbacks; "
+        "execution errors stay. Prints counts per drop reason and how many QA answers each "
+        "criterion keeps.")
     f.add_argument("src", metavar="IN", type=Path, help="trajectory JSONL")
     f.add_argument("--out", "-o", type=Path, required=True, help="kept trajectories (JSONL)")
     f.add_argument("--judge", metavar="URL",
                    help="OpenAI-compatible endpoint judging factual answers (paper's prompt)")
     f.add_argument("--judge-model", metavar="NAME", help="model name to ask the judge server for")
+    f.add_argument("--f1", type=float, metavar="T",
+                   help="QA: keep answers whose token F1 with the gold is >= T (e.g. 0.8; keeps "
+                   "correct rephrasings exact match drops); --judge overrides it")
     f.set_defaults(handler=_cmd_filter)
 
     r = cmds.add_parser(
@@ -103,8 +130,13 @@ def register(sub: Any) -> None:
                    help="auto: bf16 on a GPU with bf16 or a CPU with AVX512-BF16/AMX "
                    "(autocast), else fp32")
     t.add_argument("--prefix-cache", action="store_true",
-                   help="run the prompt prefix all examples share once per step, without "
-                   "its gradient (faster on CPU; an approximation)")
+                   help="an APPROXIMATION, off by default: run the prompt prefix all "
+                   "examples share once per step without gradient, so no LoRA weight learns "
+                   "from how the prefix is encoded and a step's examples share one dropout "
+                   "sample there (faster on CPU; its effect on accuracy is not measured)")
+    t.add_argument("--group-by-length", action="store_true",
+                   help="with --batch-size > 1: batches of similar-length examples, so "
+                   "little of a batch is padding (the order stays random between batches)")
     t.add_argument("--gradient-checkpointing", action="store_true",
                    help="recompute activations in the backward pass (less memory)")
     t.add_argument("--save-every", type=int, default=50, metavar="STEPS",
@@ -151,7 +183,9 @@ def _register_generate(cmds: Any) -> None:
         "generate", help="teacher trajectories: one greedy agent run per question",
         description="Run the agent loop with the long teacher prompt, greedy, once per "
         "question of a benchmark file, and append each trajectory to --out as it finishes "
-        "(ids already there are skipped: rerun to resume). --ftp first asks the teacher "
+        "(its messages start with the student's short prompt: what the student is trained "
+        "on is what it will be sent); ids already there are skipped: rerun to resume. "
+        "--ftp first asks the teacher "
         "for a chain-of-thought answer and prefills the agent's first Thought with its "
         "first paragraph.")
     g.add_argument("--teacher", required=True, metavar="URL|GGUF|gold",
@@ -207,27 +241,56 @@ def _write(out: Path, records: list[Any]) -> None:
 
 def _cmd_gold(args: argparse.Namespace) -> int:
     from edgeagent.eval.data import read_examples
-    from trainer.gold import GoldError, gold_trajectory
+    from trainer.gold import gsm8k_records
 
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit must be at least 1")
+    if args.data is None:
+        if args.bench == "hotpotqa":
+            raise UserError("--bench hotpotqa needs --data FILE (examples with "
+                            "supporting_facts or gold_titles)")
+        from edgeagent.eval.datafiles import locate
+
+        args.data = locate(GOLD_DEFAULT, args.bench_data)
     examples = read_examples(args.data)
     if args.limit is not None:
         examples = examples[: args.limit]
     if not examples:
         raise UserError(f"{args.data} holds no examples")
     stem = args.data.name.split(".")[0]
-    records, skipped = [], []
-    for n, ex in enumerate(examples):
-        try:
-            records.append(gold_trajectory(ex, task_id=str(ex.get("id") or f"{stem}:{n}"),
-                                           dataset="gsm8k"))
-        except GoldError as exc:
-            skipped.append(f"{stem}:{n}: {exc}")
+    if args.bench == "hotpotqa":
+        return _gold_hotpotqa(args, examples, stem)
+    if args.exclude:
+        raise UserError("--exclude goes with --bench hotpotqa")
+    records, skipped = gsm8k_records(examples, stem=stem, fmt=args.fmt)
     if not records:
         raise UserError(f"no gold trajectories from {args.data} (first problem: {skipped[0]})")
     _write(args.out, records)
-    print(f"wrote {len(records)} gold trajectories to {args.out}; skipped {len(skipped)}")
+    print(f"wrote {len(records)} gold trajectories ({args.fmt}) to {args.out}; "
+          f"skipped {len(skipped)}")
     for line in skipped[:5]:
         print(f"  skipped {line}")
+    return 0
+
+
+def _gold_hotpotqa(args: argparse.Namespace, examples: list[Any], stem: str) -> int:
+    from edgeagent.eval.data import read_examples
+    from edgeagent.wiki.index import WikiIndex
+    from trainer.gold_qa import exclusion_keys, gold_qa_records
+
+    exclude: set[str] = set()
+    for path in args.exclude:
+        exclude |= exclusion_keys(read_examples(path))
+    search = WikiIndex.open(args.wiki).search
+    records, report = gold_qa_records(examples, search, fmt=args.fmt, stem=stem,
+                                      exclude=exclude)
+    for line in report.lines():
+        print(line)
+    if not records:
+        raise UserError(f"no gold hotpotqa trajectories from {args.data} with index "
+                        f"{args.wiki!r}")
+    _write(args.out, records)
+    print(f"wrote {len(records)} gold trajectories ({args.fmt}) to {args.out}")
     return 0
 
 
@@ -247,7 +310,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
 def _cmd_filter(args: argparse.Namespace) -> int:
     from trainer.filter import filter_path
 
-    report = filter_path(args.src, args.out, judge_url=args.judge, judge_model=args.judge_model)
+    report = filter_path(args.src, args.out, judge_url=args.judge, judge_model=args.judge_model,
+                         f1=args.f1)
     for line in report.lines():
         print(line)
     print(f"wrote {args.out}")
@@ -257,7 +321,7 @@ def _cmd_filter(args: argparse.Namespace) -> int:
 def _cmd_render(args: argparse.Namespace) -> int:
     from edgeagent.agent.trajectory import read_records
     from trainer.hf import load_tokenizer
-    from trainer.render import render_messages, summary, visualize
+    from trainer.render import PastMaxLen, render_messages, summary, visualize
 
     records = read_records(args.src)
     if not records:
@@ -272,11 +336,17 @@ def _cmd_render(args: argparse.Namespace) -> int:
         print(f"\n{rec.id}: {len(r.input_ids)} tokens, {r.n_trained} trained"
               + (" (truncated)" if r.truncated else ""))
         return 0
-    rendered = [render_messages(tokenizer, rec.messages, max_len=args.max_len, example_id=rec.id)
-                for rec in records]
+    rendered, past = [], 0
+    for rec in records:
+        try:
+            rendered.append(render_messages(tokenizer, rec.messages, max_len=args.max_len,
+                                            example_id=rec.id))
+        except PastMaxLen:
+            past += 1
     s = summary(rendered)
     print(f"{s['examples']} examples, {s['tokens']} tokens, {s['trained_tokens']} trained "
-          f"({100 * s['trained_tokens'] / max(1, s['tokens']):.1f}%), {s['truncated']} truncated")
+          f"({100 * s['trained_tokens'] / max(1, s['tokens']):.1f}%), {s['truncated']} truncated"
+          + (f"; {past} skipped (assistant turns all past --max-len)" if past else ""))
     return 0
 
 
@@ -289,6 +359,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, grad_accum=args.grad_accum,
                       max_len=args.max_len, limit=args.limit, seed=args.seed,
                       precision=args.precision, prefix_cache=args.prefix_cache,
+                      group_by_length=args.group_by_length,
                       gradient_checkpointing=args.gradient_checkpointing,
                       save_every=args.save_every, resume=args.resume, max_steps=args.max_steps)
 
@@ -305,7 +376,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(f"trained {result.steps} steps on {result.examples} examples: loss "
           f"{result.first_loss:.4f} -> {result.last_loss:.4f}, {result.tokens} tokens "
           f"({result.trained_tokens} trained) in {result.seconds:.1f} s = "
-          f"{result.tokens_per_s:.0f} tokens/s; adapter in {args.out}")
+          f"{result.tokens_per_s:.0f} tokens/s, {result.examples_per_s:.2f} examples/s, "
+          f"{100 * result.padding:.1f}% padding; adapter in {args.out}")
     return 0
 
 

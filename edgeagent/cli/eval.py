@@ -3,10 +3,12 @@
     edgeagent eval --bench gsm8k,hotpotqa --limit 10 --mode agent --votes 4 --out runs/a
     edgeagent eval compare runs/a runs/b --png runs/compare.png
 
-Benchmarks are short names (read from the shared data folder: `--data-root`,
-`$EDGEAGENT_DATA`, or `../shared/data`) or files in the same format. In agent
-mode the `web_search` tool uses `--wiki NAME`, by default the `multihop` index,
-built once from `wiki/multihop_paragraphs.jsonl.gz` of the shared data.
+Benchmarks are short names or files in the same format. A short name's file
+comes from `--data-dir DIR` (or `$EDGEAGENT_DATA`; offline, nothing is
+downloaded), else the user's data dir, else a one-time, checksum-checked
+download from the Hub (`edgeagent.eval.datafiles`). In agent mode the
+`web_search` tool uses `--wiki NAME`, by default the `multihop` index, built
+once from `wiki/multihop_paragraphs.jsonl.gz` found the same way.
 `--workers K` runs K questions at once, each worker with its own model copy
 and `cores / K - 1` llama.cpp threads (at least 1); the default is 1 worker,
 right for 2 cores. (One core is left free because llama.cpp's threads
@@ -54,8 +56,11 @@ def register(sub: Any) -> None:
     p.add_argument("--judge", default=None, metavar="URL",
                    help="OpenAI-compatible endpoint of an LLM judge for factual QA")
     p.add_argument("--judge-model", default=None, help="model name to ask the judge endpoint for")
-    p.add_argument("--data-root", default=None, metavar="DIR",
-                   help="shared data folder (default: $EDGEAGENT_DATA or ../shared/data)")
+    # its own dest: the top-level `edgeagent --data-dir` (config/data/cache home) is another
+    p.add_argument("--data-dir", "--data-root", dest="bench_data", default=None, metavar="DIR",
+                   help="folder with the paper's data files (benchmarks/…, wiki/…); offline, "
+                   "nothing downloaded (default: $EDGEAGENT_DATA, else the data dir, "
+                   "else a download from the Hub)")
     p.add_argument("--temperature", type=float, default=None,
                    help="default: 0 with 1 vote, 0.4 with more")
     p.add_argument("--top-p", type=float, default=None, help="default: 1.0 / 0.8 with votes")
@@ -122,13 +127,10 @@ def _ensure_wiki(name: str, data: Path | None) -> None:
 
     if store.read_meta(name) is not None or name != MULTIHOP:
         return
-    from edgeagent.errors import UserError
-    from edgeagent.eval.data import data_root
+    from edgeagent.eval.datafiles import locate
     from edgeagent.wiki.build import build_from_file
 
-    src = (data or data_root()) / "wiki" / "multihop_paragraphs.jsonl.gz"
-    if not src.is_file():
-        raise UserError(f"wiki source missing: {src}; pass --wiki NAME or --no-wiki")
+    src = locate("wiki/multihop_paragraphs.jsonl.gz", data)
     print(f"building wiki index {MULTIHOP!r} from {src.name} (once)…", file=sys.stderr)
     build_from_file(MULTIHOP, src, split=False, attribution="HotpotQA/MuSiQue/2Wiki paragraphs",
                     license="CC BY-SA")
@@ -138,15 +140,11 @@ def handle(args: argparse.Namespace) -> int:
     from edgeagent.errors import UserError
 
     _check(args)
-    from edgeagent.eval.data import load_benchmark, parse_specs
+    from edgeagent.eval.data import data_root, load_benchmark, parse_specs
     from edgeagent.eval.runner import EvalConfig, run_eval
     from edgeagent.models.registry import resolve_model
 
-    data = None
-    if args.data_root:
-        from edgeagent.eval.data import data_root
-
-        data = data_root(args.data_root)
+    data = data_root(args.bench_data)
     specs = parse_specs(args.bench)
     benches = [load_benchmark(s, data) for s in specs]
     names = [b.name for b in benches]

@@ -1,17 +1,18 @@
-"""Benchmark files: short names, where the shared data lives, and reading examples.
+"""Benchmark files: short names, finding them, and reading examples.
 
 - `BENCHMARKS`: the paper's test subsets by short name (`hotpotqa`, `musique`,
   `2wiki`, `math500`, `gsm-hard`, `gsm8k`, `aime`, `olymmath`) -> file under
-  `benchmarks/` of the shared data folder.
-- `data_root(explicit)`: `--data-root`, else `$EDGEAGENT_DATA`, else
-  `../shared/data` next to the repository, else `../shared/data` from the
-  current directory; a one-line `UserError` when none exists.
+  `benchmarks/` of the data layout (see `datafiles`).
+- `data_root(explicit)`: `--data-dir DIR`, else `$EDGEAGENT_DATA`, checked;
+  None when neither is given. Without one, a short name is found in the
+  user's data dir or downloaded once from the Hub, checksum-checked
+  (`datafiles.locate`); nothing is looked up relative to the source tree.
 - `load_benchmark(spec, root)`: a short name or any file in the same format:
   `.json` `{"metadata", "examples": [{"id", "question", "answer", …}]}` or
   `.jsonl` lines `{"question", "answer", "id"?}` (GSM8K: ids are line numbers).
   Ids are made strings and unique (a repeat gets `#2`, `#3`, …).
 
-Not covered: downloading datasets, the training subsets.
+Not covered: the download itself (`datafiles`), the training subsets' short names.
 """
 
 from __future__ import annotations
@@ -56,28 +57,11 @@ class Benchmark:
     examples: list[Example]
 
 
-def _repo_default() -> Path:
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+def data_root(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """`--data-dir`, else `$EDGEAGENT_DATA` (must exist); None when neither is set."""
+    from edgeagent.eval.datafiles import explicit_dir
 
-
-def data_root(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The shared data folder (see module docstring)."""
-    if explicit:
-        path = Path(explicit).expanduser()
-        if not path.is_dir():
-            raise UserError(f"data folder not found: {path}")
-        return path
-    env = os.environ.get("EDGEAGENT_DATA")
-    if env:
-        path = Path(env).expanduser()
-        if not path.is_dir():
-            raise UserError(f"EDGEAGENT_DATA points to a missing folder: {path}")
-        return path
-    for path in (_repo_default(), Path.cwd().parent / "shared" / "data"):
-        if path.is_dir():
-            return path
-    raise UserError("shared data not found (looked for ../shared/data); "
-                    "pass --data-root DIR or set EDGEAGENT_DATA")
+    return explicit_dir(explicit)
 
 
 def parse_specs(text: str) -> list[str]:
@@ -99,11 +83,9 @@ def resolve_path(spec: str, root: Path | None) -> tuple[str, Path]:
     """(name, file) for a short name or a file path."""
     key = ALIASES.get(spec.lower(), spec.lower())
     if key in BENCHMARKS:
-        base = root if root is not None else data_root()
-        path = base / "benchmarks" / BENCHMARKS[key]
-        if not path.is_file():
-            raise UserError(f"benchmark file missing: {path} (pass --data-root DIR)")
-        return key, path
+        from edgeagent.eval.datafiles import locate
+
+        return key, locate(f"benchmarks/{BENCHMARKS[key]}", root)
     path = Path(spec).expanduser()
     if path.is_file():
         return path.name.split(".")[0], path

@@ -63,7 +63,8 @@ class EdgeAgentApp(ChatsMixin, AskingMixin):
         self.model_spec = model
         self.settings = RunSettings(votes=self.config.votes,
                                     temperature=self.config.temperature,
-                                    max_steps=self.config.max_steps, wiki=wiki)
+                                    max_steps=self.config.max_steps,
+                                    max_tokens=self.config.max_tokens, wiki=wiki)
         self.setup_tasks = setup or []
         self.problems = list(problems or [])
         self.notes = []

@@ -8,6 +8,7 @@ theme = "textual-dark"      # or "textual-light", or any Textual theme name
 votes = 1                   # candidates sampled per step (self-consistent voting)
 temperature = 0.4
 max_steps = 5
+max_tokens = 512            # tokens per step
 export_dir = "~/edgeagent-exports"   # default: <data dir>/exports
 
 [keys]                      # action = "key" (Textual key names, comma for several)
@@ -55,6 +56,7 @@ class TuiConfig:
     votes: int = 1
     temperature: float = 0.4
     max_steps: int = 5
+    max_tokens: int = 512
     wiki: str = "starter"
     export_dir: Path | None = None
     keys: dict[str, str] = field(default_factory=dict)  # action -> key (overrides only)
@@ -103,6 +105,7 @@ def load_config(path: Path | None = None) -> TuiConfig:
         cfg.temperature = _number(tui, "temperature", float, cfg.temperature, 0.0, 2.0,
                                   cfg.problems)
         cfg.max_steps = _number(tui, "max_steps", int, cfg.max_steps, 1, 50, cfg.problems)
+        cfg.max_tokens = _number(tui, "max_tokens", int, cfg.max_tokens, 16, 8192, cfg.problems)
         if isinstance(tui.get("export_dir"), str):
             cfg.export_dir = Path(tui["export_dir"]).expanduser()
     keys = data.get("keys", {})

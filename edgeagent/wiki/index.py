@@ -1,5 +1,10 @@
 """Open a wiki index and search it: `WikiIndex.open(name).search(query, k)`.
 
+The retrieval profile (`retrieval`: `bm25`, `bm25+rerank`, `bm25+vectors`) is
+the one recorded with the index (`wiki build --profile`) unless `open` is
+given another; `WikiIndex.retrieval` names the one in use. The embedding
+model of a second stage loads on the first search that needs it.
+
 `search` never raises for any query text: Tantivy syntax is plain text here,
 an empty or stop-word-only query returns `[]`, a 10 KB query is capped (see
 `schema`). Scores are BM25 (plus the entity-match boost in the `entity`
@@ -10,26 +15,39 @@ Not covered: filters, pagination, highlighting.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeagent.errors import UserError
 from edgeagent.wiki import store
 from edgeagent.wiki.passages import Passage
+from edgeagent.wiki.retrieval import RetrievalProfile, get_profile, read_settings
 from edgeagent.wiki.schema import DEFAULT_RANKING, Analysis, Ranking, build_query
 
 if TYPE_CHECKING:
     import tantivy
 
+    from edgeagent.wiki.rerank import SecondStage
     from edgeagent.wiki.store import IndexMeta
 
 
 class WikiIndex:
     """A read-only, thread-safe handle on one built index."""
 
-    def __init__(self, path: Path, meta: IndexMeta, ranking: Ranking = DEFAULT_RANKING) -> None:
+    def __init__(self, path: Path, meta: IndexMeta, ranking: Ranking = DEFAULT_RANKING,
+                 retrieval: str | RetrievalProfile | None = None,
+                 embed_model: Path | None = None) -> None:
         import tantivy
 
+        settings = read_settings(path)
+        self.profile = (retrieval if isinstance(retrieval, RetrievalProfile)
+                        else get_profile(retrieval or settings.profile))
+        self.embed_model = embed_model or (Path(settings.embed_model)
+                                           if settings.embed_model else None)
+        self._second: SecondStage | None = None
+        self._second_lock = threading.Lock()
         self.path = path
         self.meta = meta
         self.ranking = ranking
@@ -44,21 +62,63 @@ class WikiIndex:
 
     @classmethod
     def open(
-        cls, name: str, *, root: Path | None = None, ranking: Ranking = DEFAULT_RANKING
+        cls, name: str, *, root: Path | None = None, ranking: Ranking = DEFAULT_RANKING,
+        retrieval: str | RetrievalProfile | None = None, embed_model: Path | None = None,
     ) -> WikiIndex:
         """The live index called `name` (`UserError` when there is none)."""
         meta, path = store.live_path(name, root)
-        return cls(path, meta, ranking)
+        return cls(path, meta, ranking, retrieval, embed_model)
 
     @property
     def name(self) -> str:
         return self.meta.name
+
+    @property
+    def retrieval(self) -> str:
+        """The retrieval profile in use (recorded in trajectories)."""
+        return self.profile.name
+
+    def second_stage(self) -> SecondStage | None:
+        """The embedding stage of this profile (loaded on first use), None for `bm25`."""
+        if not self.profile.needs_model:
+            return None
+        with self._second_lock:
+            if self._second is None:
+                from edgeagent.wiki.rerank import SecondStage
+
+                self._second = SecondStage(self.profile, self.path, self.embed_model)
+            return self._second
+
+    def preload(self) -> None:
+        """Load the second stage's model in a background thread (the agent writes its first
+        action meanwhile); an error shows up again at the first search."""
+        if not self.profile.needs_model or self._second is not None:
+            return
+
+        def load() -> None:
+            with contextlib.suppress(Exception):
+                self.second_stage()
+
+        threading.Thread(target=load, name="embedder-preload", daemon=True).start()
 
     def __len__(self) -> int:
         return int(self._searcher.num_docs)
 
     def search(self, query: str, k: int = 3) -> list[Passage]:
         """The `k` best passages for `query`, best first (never raises on query text)."""
+        return self.search_many([query], k)[0]
+
+    def search_many(self, queries: list[str], k: int = 3) -> list[list[Passage]]:
+        """`search` for several queries; a second stage embeds the queries in one batch."""
+        stage = self.second_stage()
+        if stage is None or k <= 0:
+            return [self.bm25(q, k) for q in queries]
+        n = max(k, self.profile.candidates)
+        candidates = [self.bm25(q, n) for q in queries]
+        return stage.rerank([q if isinstance(q, str) else "" for q in queries], candidates, k)
+
+    def bm25(self, query: str, k: int = 3) -> list[Passage]:
+        """The first stage alone: the `k` best passages by BM25."""
         if k <= 0 or not isinstance(query, str):
             return []
         q = build_query(self.analysis, self._schema, query, self.ranking)

@@ -10,25 +10,31 @@ Formats:
 - `dpr-tsv`: DPR `psgs_w100.tsv` (`id\\ttext\\ttitle`, optional header), already passages.
 - `mediawiki`: a MediaWiki XML dump (`.xml` or `.xml.bz2`), see `mediawiki`.
 
-Compression is recognised by magic bytes, not by name. Lines are split on
-"\\n" only (the data has U+2028 inside text). Every kind of bad input (missing
-file, unknown format, truncated archive, non-UTF-8 bytes, invalid or
-truncated JSON line, wrong TSV columns) raises a one-line `UserError`.
+Compression is recognised by magic bytes, not by name; a tar archive inside
+the (de)compressed stream (wiki-18's `wiki-18.jsonl.gz` is reported to be a
+gzip of a tar) is read as its first regular member, streamed. A `Source` reads
+a local file, or any byte stream (`Source.from_stream`, used by `wiki pull` for
+a download that is never stored). Lines are split on "\\n" only (the data has
+U+2028 inside text). Every kind of bad input (missing file, unknown format,
+truncated archive, non-UTF-8 bytes, invalid or truncated JSON line, wrong TSV
+columns, a tar without a data file) raises a one-line `UserError`.
 
-Not covered: Parquet/Arrow datasets, remote URLs.
+Not covered: Parquet/Arrow datasets, tar archives of several data files.
 """
 
 from __future__ import annotations
 
 import bz2
+import contextlib
 import csv
 import gzip
 import io
 import json
+import tarfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import IO, BinaryIO, TypeVar
 from xml.etree.ElementTree import ParseError
 
 from edgeagent.errors import UserError
@@ -61,42 +67,85 @@ def _format_from_name(path: Path) -> str | None:
 
 
 class Source:
-    """A source file opened for reading passages; tracks compressed bytes read."""
+    """A source of passages (a file or a byte stream); tracks compressed bytes read."""
 
     def __init__(self, path: Path, fmt: str = "auto", *, split: bool = True) -> None:
         self.path = Path(path)
+        self.label = self.path.name
         self.split = split
+        self._opener: Callable[[], IO[bytes] | io.RawIOBase] | None = None
         if not self.path.exists():
             raise UserError(f"no such file: {self.path}")
         if self.path.is_dir():
             raise UserError(f"{self.path} is a directory, expected a file")
-        if fmt not in ("auto", *FORMATS):
-            raise UserError(f"unknown format {fmt!r}; use one of: auto, {', '.join(FORMATS)}")
         try:
             self.size: int | None = self.path.stat().st_size if self.path.is_file() else None
         except OSError:
             self.size = None
         self._raw: BinaryIO | None = None
-        self.format = fmt if fmt != "auto" else self._detect()
+        self.format = self._check_format(fmt)
+
+    @classmethod
+    def from_stream(cls, name: str, opener: Callable[[], IO[bytes] | io.RawIOBase], *,
+                    size: int | None,
+                    fmt: str = "auto", split: bool = True) -> Source:
+        """A source read from `opener()` (called once per pass); `name` names it in errors."""
+        self = cls.__new__(cls)
+        self.path = Path(name)
+        self.label = Path(name).name
+        self.split = split
+        self._opener = opener
+        self.size = size
+        self._raw = None
+        self.format = self._check_format(fmt)
+        return self
+
+    def _check_format(self, fmt: str) -> str:
+        if fmt not in ("auto", *FORMATS):
+            raise UserError(f"unknown format {fmt!r}; use one of: auto, {', '.join(FORMATS)}")
+        return fmt if fmt != "auto" else self._detect()
 
     # -- opening -----------------------------------------------------------------
 
-    def _open_raw(self) -> BinaryIO:
+    def _open_raw(self) -> IO[bytes] | io.RawIOBase:
+        if self._opener is not None:
+            return self._opener()
         try:
             return open(self.path, "rb")
         except OSError as exc:
             raise UserError(f"cannot read {self.path}: {exc.strerror or exc}") from None
 
     def _open_stream(self) -> BinaryIO:
-        """The decompressed byte stream (magic bytes decide the codec)."""
+        """The decompressed byte stream (magic bytes decide the codec; a tar is unpacked)."""
         raw = io.BufferedReader(self._open_raw(), buffer_size=1 << 20)  # type: ignore[type-var]
         self._raw = raw
         head = raw.peek(3)[:3]
+        stream: BinaryIO = raw
         if head.startswith(_GZIP_MAGIC):
-            return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-        if head.startswith(_BZ2_MAGIC):
-            return bz2.BZ2File(raw, mode="rb")  # type: ignore[return-value]
-        return raw
+            stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+        elif head.startswith(_BZ2_MAGIC):
+            stream = bz2.BZ2File(raw, mode="rb")  # type: ignore[assignment]
+        return self._untar(stream)
+
+    def _untar(self, stream: BinaryIO) -> BinaryIO:
+        """`stream` itself, or the first regular file inside it when it is a tar archive."""
+        head = self._guard(lambda: stream.peek(512))  # type: ignore[attr-defined]
+        if len(head) < 262 or head[257:262] != b"ustar":
+            return stream
+        try:
+            tar = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 (closed by _TarMember)
+            for member in tar:
+                if member.isfile():
+                    inner = tar.extractfile(member)
+                    if inner is not None:
+                        return _TarMember(inner, tar, stream)  # type: ignore[return-value]
+        except tarfile.TarError as exc:
+            raise UserError(f"{self.label} is not a valid tar archive: {exc}") from None
+        except UserError:
+            raise
+        except Exception as exc:
+            raise self._user_error(exc) from None
+        raise UserError(f"{self.label} is a tar archive without a data file")
 
     def _detect(self) -> str:
         by_name = _format_from_name(self.path)
@@ -262,6 +311,44 @@ class Source:
 
         for _, (page_id, title, text) in self._numbered(iter_articles(stream)):
             yield from article_passages(title, text, page_id)
+
+
+class _TarMember(io.RawIOBase):
+    """The member of a streamed tar being read; closing it closes the archive and stream."""
+
+    def __init__(self, inner: IO[bytes], tar: tarfile.TarFile, outer: BinaryIO) -> None:
+        super().__init__()
+        self._inner = inner
+        self._tar = tar
+        self._outer = outer
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._inner.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._inner.read(size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return self._inner.readline(-1 if size is None else size)
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._inner)
+
+    def peek(self, size: int = 0) -> bytes:
+        peek: Callable[[int], bytes] = getattr(self._inner, "peek")  # noqa: B009
+        return peek(size)
+
+    def close(self) -> None:
+        if not self.closed:
+            for part in (self._inner, self._tar, self._outer):
+                with contextlib.suppress(Exception):
+                    part.close()
+        super().close()
 
 
 def iter_limited(passages: Iterator[SourcePassage], limit: int | None) -> Iterator[SourcePassage]:

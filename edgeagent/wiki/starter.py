@@ -81,11 +81,15 @@ def ensure_starter_index(
     return store.index_dir(STARTER_NAME, root)
 
 
-def open_search(name: str | None = None) -> Callable[[str, int], list[Passage]]:
-    """The `search(query, k)` of index `name`; the default, `starter`, is built on first use."""
+def open_search(name: str | None = None,
+                retrieval: str | None = None) -> Callable[[str, int], list[Passage]]:
+    """The `search(query, k)` of index `name`; the default, `starter`, is built on first use.
+    `retrieval` overrides the index's retrieval profile (see `retrieval`)."""
     from edgeagent.wiki.index import WikiIndex
 
     name = name or STARTER_NAME
     if name == STARTER_NAME:
         ensure_starter_index()
-    return WikiIndex.open(name).search
+    index = WikiIndex.open(name, retrieval=retrieval)
+    index.preload()  # an embedding model loads while the agent writes its first action
+    return index.search

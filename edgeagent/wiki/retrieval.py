@@ -1,0 +1,100 @@
+"""Retrieval profiles as data, and which one an index uses.
+
+A profile says how `WikiIndex.search` turns a query into passages:
+
+- `bm25`: Tantivy BM25 alone (the index's ranking profile, e.g. `entity`).
+- `bm25+rerank`: the top `candidates` BM25 passages re-scored by a sentence
+  embedding model at query time; each passage embedded is cached per index
+  (`vectors.EmbeddingCache`), so it is embedded once.
+- `bm25+vectors`: the same second stage over vectors stored at build time
+  (`wiki build --embed`), so a query costs one query embedding and a dot
+  product per candidate.
+
+Both second stages fuse BM25 with the cosine (`rerank.fuse`: reciprocal rank
+or a linear mix; `edgeagent bench wiki` measures both). The profile an index
+uses is stored in `retrieval.json` in its live generation folder (written by
+`wiki build --profile`, with the embedding model's path when it is not the
+default); `ask --retrieval` and `WikiIndex.open(..., retrieval=)` override it.
+
+Not covered: learned fusion weights, per-query profile choice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from edgeagent.errors import UserError
+
+SETTINGS = "retrieval.json"
+DEFAULT_RETRIEVAL = "bm25"
+
+
+@dataclass(frozen=True)
+class RetrievalProfile:
+    name: str
+    candidates: int = 0  # BM25 passages re-scored; 0 = no second stage
+    vectors: str = "none"  # "cache": embedded at query time; "stored": wiki build --embed
+    fusion: str = "linear"  # "linear" | "rrf"
+    rrf_k: int = 60  # reciprocal rank: 1/(rrf_k + rank)
+    alpha: float = 0.7  # linear: weight of the max-normalized BM25 score (1 - alpha: cosine)
+
+    @property
+    def needs_model(self) -> bool:
+        return self.candidates > 0
+
+
+RETRIEVAL_PROFILES: dict[str, RetrievalProfile] = {
+    "bm25": RetrievalProfile("bm25"),
+    # 10 candidates and a 0.7/0.3 linear mix: what was measured on the HotpotQA dev gold
+    # titles (bench wiki); more candidates cost more embedding without measured gain.
+    "bm25+rerank": RetrievalProfile("bm25+rerank", candidates=10, vectors="cache"),
+    "bm25+vectors": RetrievalProfile("bm25+vectors", candidates=10, vectors="stored"),
+}
+
+
+def get_profile(name: str, *, fusion: str | None = None,
+                candidates: int | None = None) -> RetrievalProfile:
+    """The profile called `name` (optionally with another fusion or candidate count)."""
+    profile = RETRIEVAL_PROFILES.get(name)
+    if profile is None:
+        raise UserError(f"unknown retrieval profile {name!r}; use one of "
+                        f"{', '.join(RETRIEVAL_PROFILES)}")
+    if fusion is not None:
+        if fusion not in ("rrf", "linear"):
+            raise UserError(f"unknown fusion {fusion!r}; use rrf or linear")
+        profile = replace(profile, fusion=fusion)
+    if candidates is not None and profile.needs_model:
+        profile = replace(profile, candidates=max(1, candidates))
+    return profile
+
+
+@dataclass(frozen=True)
+class IndexRetrieval:
+    """What `retrieval.json` records for one index generation."""
+
+    profile: str = DEFAULT_RETRIEVAL
+    embed_model: str | None = None  # a GGUF path; None = the default all-MiniLM-L6-v2
+
+
+def read_settings(folder: Path) -> IndexRetrieval:
+    path = folder / SETTINGS
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return IndexRetrieval()
+    except (OSError, ValueError) as exc:
+        raise UserError(f"unreadable {path}: {exc}") from None
+    if not isinstance(data, dict) or data.get("profile") not in RETRIEVAL_PROFILES:
+        raise UserError(f"{path} names no known retrieval profile")
+    model = data.get("embed_model")
+    return IndexRetrieval(str(data["profile"]), str(model) if model else None)
+
+
+def write_settings(folder: Path, settings: IndexRetrieval) -> None:
+    get_profile(settings.profile)
+    part = folder / f".{SETTINGS}.{os.getpid()}.part"
+    part.write_text(json.dumps(settings.__dict__, indent=2) + "\n", encoding="utf-8")
+    os.replace(part, folder / SETTINGS)
