@@ -52,6 +52,8 @@ class TensorRef:
     shape: tuple[int, ...]
     dtype: str  # safetensors dtype name, e.g. "BF16"
     data_start: int = 0  # absolute file offset of the tensor's bytes
+    # the tensor itself, for weights read whole (a PyTorch .bin adapter); not compared
+    array: np.ndarray[Any, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def nbytes(self) -> int:
@@ -162,6 +164,9 @@ def _load_tensor(ref: TensorRef) -> np.ndarray[Any, Any]:
         del mapped
         return plain
     from safetensors import safe_open
+
+    if ref.array is not None:
+        return ref.array
 
     if ref.dtype == "BF16":
         # numpy has no bfloat16 (safe_open's numpy backend refuses it): map the

@@ -10,7 +10,8 @@ atomically; the streaming itself is `gguf_write`.
 Output types: f32, f16, bf16 (matrices; 1-D tensors such as norms and biases
 always stay f32) and q8_0 (matrices whose rows are a multiple of 32; others
 fall back to f16). For the K-quants and Q4_0 use `quantize_gguf` on an F16
-file. Not covered: split GGUF output, LoRA adapters, vocab-only files.
+file. Not covered: split GGUF output, LoRA adapters as files of their own
+(converters/lora_gguf.py; `adapter=` merges one in), vocab-only files.
 """
 
 from __future__ import annotations
@@ -96,15 +97,21 @@ def convert_to_gguf(
     tokenizer_pre: str | None = None,
     progress: Progress | None = None,
     source_url: str | None = None,
+    adapter: Path | str | None = None,
 ) -> ConvertResult:
     """Write `out` (GGUF) from the HF model in `model_dir`. `source_url` (default: the
     directory's file URI) is recorded as `general.source.url`; a fixed one makes the
-    output identical wherever the directory lives."""
+    output identical wherever the directory lives. `adapter`: a peft LoRA directory
+    merged into the weights while converting."""
     started = time.perf_counter()
     if outtype not in OUTTYPES:
         raise UserError(f"unknown output type {outtype!r}; choose from {', '.join(OUTTYPES)}")
     want, ftype = OUTTYPES[outtype]
     model = HFModelDir.open(model_dir)
+    if adapter is not None:
+        from converters.lora_merge import with_adapter
+
+        model = with_adapter(model, Path(adapter))
     arch = detect_arch(model.config)
     config = dict(model.config)
     pooling = model.path / "1_Pooling" / "config.json"  # sentence-transformers layout

@@ -19,11 +19,13 @@ per-module `alpha_pattern`) is matched exactly: where it differs from
 is applied to the rows of `lora_b` (the output dimension), as to the base
 weight. The file appears atomically.
 
+PyTorch `adapter_model.bin` weights (no safetensors) are read without torch
+(converters/torch_pickle.py).
+
 Not covered (each refused in one line, naming what was found): DoRA,
 `modules_to_save`, LoRA on the token embedding, trainable tokens, LoRA biases,
-activated LoRA, other peft methods, LoRA on a tied `lm_head`, PyTorch `.bin`
-adapters. Merge such adapters (`edgeagent distill merge`) and convert the
-merged model instead.
+activated LoRA, other peft methods, LoRA on a tied `lm_head`. Merge such
+adapters (`edgeagent distill merge`) and convert the merged model instead.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ LORA_OUTTYPES: dict[str, tuple[gguf.LlamaFileType, gguf.GGMLQuantizationType]] =
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_WEIGHTS_BIN = "adapter_model.bin"  # torch.save, read without torch (torch_pickle)
 
 # adapter_config.json flags that change what the adapter computes beyond
 # `W + s * B A`: refused, with the name users know them by
@@ -181,15 +184,22 @@ def read_adapter(adapter_dir: Path | str) -> tuple[dict[str, Any], dict[str, Ten
             raise UserError(f"{path}: {what} is not supported in llama.cpp LoRA files; "
                             f"{_MERGE_HINT}")
     weights = path / ADAPTER_WEIGHTS
-    if not weights.exists():
-        if (path / "adapter_model.bin").exists():
-            raise UserError(f"{path} holds PyTorch adapter_model.bin weights; save the adapter "
-                            "with safetensors (save_pretrained(dir, safe_serialization=True))")
-        raise UserError(f"{weights} is missing")
-    refs = {
-        name: TensorRef(name=name, file=weights, shape=shape, dtype=dtype, data_start=start)
-        for name, (shape, dtype, start) in _read_header(weights).items()
-    }
+    if weights.exists():
+        refs = {
+            name: TensorRef(name=name, file=weights, shape=shape, dtype=dtype, data_start=start)
+            for name, (shape, dtype, start) in _read_header(weights).items()
+        }
+    elif (path / ADAPTER_WEIGHTS_BIN).exists():
+        from converters.torch_pickle import load_state_dict
+
+        bin_file = path / ADAPTER_WEIGHTS_BIN
+        refs = {
+            name: TensorRef(name=name, file=bin_file, shape=tuple(array.shape), dtype=dtype,
+                            array=array)
+            for name, (array, dtype) in load_state_dict(bin_file).items()
+        }
+    else:
+        raise UserError(f"{weights} is missing (and there is no {ADAPTER_WEIGHTS_BIN})")
     for name in refs:
         for part, what in _UNSUPPORTED_TENSORS.items():
             if part in name:

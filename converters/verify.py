@@ -180,3 +180,24 @@ def format_report(report: VerifyReport) -> list[tuple[str, ...]]:
     return rows
 
 
+
+
+def token_ids(model_dir: Path | str, gguf_path: Path | str,
+              prompt: str) -> tuple[list[int], list[int]] | None:
+    """(HF tokenizer ids, llama.cpp ids) of `prompt` — the cheap half of `verify_gguf`,
+    loading no weights; None when transformers is not installed."""
+    try:
+        import transformers
+    except ImportError:
+        return None
+    import llama_cpp
+
+    transformers.utils.logging.set_verbosity_error()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
+    want = list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
+    llm = llama_cpp.Llama(model_path=str(gguf_path), vocab_only=True, verbose=False)
+    try:
+        got = list(llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True))
+    finally:
+        llm.close()
+    return want, got

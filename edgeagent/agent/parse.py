@@ -25,6 +25,8 @@ END_CODE = "<end_code>"
 _BLOCK = re.compile(r"```(?:py|python|python3|Python)?[ \t]*\n(.*?)\n?[ \t]*```", re.DOTALL)
 _OPEN = re.compile(r"```(?:py|python|python3|Python)?[ \t]*\n", re.DOTALL)
 _PATTERN_SHOWN = r"```(?:py|python)?\n(.*?)\n```"  # the pattern the reference's message names
+# a reasoning model's (qwen3) thinking: never code to run; unclosed when cut off mid-thought
+_THINK = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,11 @@ def _parse_error(text: str) -> str:
 
 
 def parse_action(text: str) -> ParsedAction:
-    """Thought and code of one model output (`text` is cut at a stop sequence)."""
+    """Thought and code of one model output (`text` is cut at a stop sequence); `<think>`
+    blocks are dropped first."""
     text = text.replace(END_CODE, "")
+    if "<think>" in text:
+        text = _THINK.sub("", text).lstrip()
     blocks = list(_BLOCK.finditer(text))
     if blocks:
         code = "\n\n".join(m.group(1).strip() for m in blocks)

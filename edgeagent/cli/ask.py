@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -62,13 +63,16 @@ def handle(args: argparse.Namespace) -> int:
         raise UserError("--max-steps must be at least 1")
     if not args.question.strip():
         raise UserError("the question is empty")
-    if args.lora_scale is not None and args.lora is None:
-        raise UserError("--lora-scale needs --lora FILE")
+    if args.lora_scale is not None and args.lora is None and args.model is None:
+        raise UserError("--lora-scale needs --lora FILE (or a model pulled with its adapter)")
     from edgeagent.agent.loop import Agent, AgentConfig
     from edgeagent.engines.llamacpp import LlamaCppEngine
-    from edgeagent.models.registry import resolve_model
+    from edgeagent.models.registry import resolve
 
-    path = resolve_model(args.model)
+    path, registered_lora = resolve(args.model)  # a pulled adapter model brings its LoRA
+    lora = args.lora or registered_lora
+    if args.lora_scale is not None and lora is None:
+        raise UserError("--lora-scale needs --lora FILE (or a model pulled with its adapter)")
     search = _search(args)
     live = sys.stdout.isatty() and not args.json
     on_event = None
@@ -84,9 +88,10 @@ def handle(args: argparse.Namespace) -> int:
     )
     lora_scale = 1.0 if args.lora_scale is None else args.lora_scale
     with LlamaCppEngine(path, n_ctx=args.n_ctx, max_parallel=max(8, args.votes),
-                        lora=args.lora, lora_scale=lora_scale) as engine:
+                        lora=lora, lora_scale=lora_scale) as engine:
+        model_name = path.name if lora is None else f"{path.name}+{Path(lora).name}"
         agent = Agent(engine, search=search, config=config, on_event=on_event,
-                      model_name=path.name)
+                      model_name=model_name)
         traj = agent.run(args.question)
     if args.json:
         sys.stdout.write(traj.to_json() + "\n")

@@ -198,8 +198,9 @@ class EdgeAgentApp(ChatsMixin, AskingMixin):
                 self.note(f"switching model to {name}")
                 self._load_runner()
 
-        self.push_screen(ChoicePrompt("Switch model", choices,
-                                      "No models registered: `edgeagent models add FILE`"), done)
+        from edgeagent.tui.screens.model_switcher import switcher_for
+
+        self.push_screen(switcher_for(self.backend, choices), done)
 
     def action_switch_wiki(self) -> None:
         try:

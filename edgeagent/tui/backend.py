@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from edgeagent.errors import UserError
 from edgeagent.tui.runner import AgentRunner
 from edgeagent.tui.screens.setup import ProgressCallback, SetupTask
+
+if TYPE_CHECKING:
+    from edgeagent.models.catalog import CatalogEntry
 
 MODEL_FIX = ("`edgeagent models list` shows what is installed; `edgeagent models pull REPO:FILE` "
              "or `edgeagent models add FILE.gguf` adds one; `edgeagent --model FILE.gguf` uses one")
@@ -47,13 +51,13 @@ class Plan:
 
 class LocalBackend:
     def load_runner(self, model: str | None) -> AgentRunner:
-        from edgeagent.models.registry import Registry, resolve_model
+        from edgeagent.models.registry import Registry, resolve
         from edgeagent.tui.runner import build_runner
 
-        path = resolve_model(model, fetch_default=False)
-        label = next((e.name for e in Registry.load().entries.values()
-                      if e.path == str(path)), None)
-        return build_runner(path, label)
+        path, lora = resolve(model, fetch_default=False)
+        label = model if model in Registry.load().entries else next(
+            (e.name for e in Registry.load().entries.values() if e.path == str(path)), None)
+        return build_runner(path, label, lora)
 
     def models(self) -> list[tuple[str, str]]:
         from edgeagent.models.registry import Registry
@@ -62,6 +66,17 @@ class LocalBackend:
         return [(e.name, f"{e.name} · {e.quant} · {e.size_bytes / 1e6:.0f} MB"
                  + (" (default)" if e.name == reg.default else ""))
                 for e in reg.entries.values()]
+
+    def catalog(self) -> list[CatalogEntry]:
+        from edgeagent.models.catalog import load_catalog
+
+        return load_catalog()
+
+    def pull_model(self, name: str, report: Callable[[str, float | None, str], None]) -> str:
+        """Pull catalog entry (or repo) `name` from the Hub; the registered name."""
+        from edgeagent.models.pull import pull
+
+        return pull(name, report=report).name
 
     def wikis(self) -> dict[str, int]:
         from edgeagent.wiki.store import list_indexes

@@ -97,9 +97,10 @@ class LoopRunner:
         self.engine.close()
 
 
-def build_runner(model_path: Path, model_label: str | None = None) -> AgentRunner:
-    """Load the GGUF (UserError when it is missing or broken) and wrap it."""
+def build_runner(model_path: Path, model_label: str | None = None,
+                 lora: Path | None = None) -> AgentRunner:
+    """Load the GGUF (and LoRA adapter; UserError when missing or broken) and wrap it."""
     from edgeagent.engines.llamacpp import LlamaCppEngine
 
-    engine = LlamaCppEngine(model_path)
+    engine = LlamaCppEngine(model_path, lora=lora)
     return LoopRunner(engine, model_label or engine.name, engine.quant)
