@@ -1,8 +1,9 @@
 """Chat templates of real model families: tiny random qwen2, qwen3 and llama GGUFs carrying
 the formats of Qwen2.5, Qwen3 and Llama 3.2 (templates written for the tests, in
 tests/data/chat_templates). The prompt llama.cpp's engine renders equals what
-transformers renders, with the family's own parts (Qwen2.5's default system prompt, Llama 3's headers); the agent loop runs a step on
-each; qwen3's `<think>` blocks never reach the parsed code."""
+transformers renders, with the family's own parts (Qwen2.5's default system prompt,
+Llama 3's headers); the agent loop runs a step on each; qwen3's `<think>` blocks never
+reach the parsed code."""
 
 from __future__ import annotations
 
