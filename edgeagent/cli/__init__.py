@@ -23,6 +23,7 @@ from edgeagent.errors import UserError
 # (a feature not built yet) is skipped, never fatal.
 COMMAND_MODULES: tuple[str, ...] = (
     "edgeagent.cli.ask",
+    "edgeagent.cli.serve",
     "edgeagent.cli.wiki",
     "edgeagent.cli.models",
     "edgeagent.cli.eval",

@@ -17,6 +17,7 @@ BENCHES: dict[str, str] = {
     "sag": "one agent step: self-consistent action generation (8 votes) vs greedy",
     "wiki": "wiki index build rate, search latency and recall",
     "sandbox": "code tool latency and candidate fan-out vs a subprocess per call",
+    "serve": "the OpenAI server: requests per minute and p50 latency, N clients vs 1",
 }
 
 
