@@ -161,9 +161,12 @@ def test_full_queue_503_and_disconnect_stops_generation(server: str, client: Any
                         headers=headers) as resp:
         assert resp.status_code == 200
         lines = resp.iter_lines()  # held: dropping the iterator would close the stream
+        pieces = 0
         for line in lines:
             if line.startswith("data: ") and "reasoning_content" in line:
-                break  # the run is decoding now
+                pieces += 1
+                if pieces == 3:  # the step header, then two pieces decoded by the model
+                    break
         with pytest.raises(openai.APIStatusError) as busy:
             client.chat.completions.create(model=name,
                                            messages=[{"role": "user", "content": "hi"}])

@@ -5,7 +5,9 @@ Each `--parallel` slot owns `votes_max` KV sequences of one shared context
 scheduler thread, which per iteration builds ONE `llama_batch` holding the
 next token of every live sample of every request (several seq ids, as voting
 does within one request) plus as many prompt tokens of newly arrived requests
-as still fit (`n_batch`), calls `llama_decode` once, then samples every sample
+as still fit (`PREFILL_CHUNK` per iteration: a long prompt is evaluated in
+chunks, so running requests keep streaming and a cancel waits at most one
+chunk), calls `llama_decode` once, then samples every sample
 with its own native sampler chain. So four clients' steps cost one decode per
 token instead of four.
 
@@ -51,6 +53,8 @@ from edgeagent.engines.base import (
 from edgeagent.engines.chat_template import render_chat
 from edgeagent.errors import UserError
 from edgeagent.serve.hosts import RequestEngine, TokenCounter
+
+PREFILL_CHUNK = 128  # prompt tokens per decode: bounds how long a cancel or a decode waits
 
 
 def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
@@ -293,8 +297,9 @@ class BatchedHost:
                     decoding.append((smp, len(entries)))
                     entries.append((smp.feed, len(w.tokens) + smp.n_tokens - 1, smp.seq, True))
         prefill: list[tuple[_Work, int, int]] = []  # work, first index, count
+        budget = len(entries) + PREFILL_CHUNK
         for w in self._active:
-            room = self.n_batch - len(entries)
+            room = min(self.n_batch, budget) - len(entries)
             if not w.prefilling or room <= 0:
                 continue
             own = w.slot * self.votes_max
