@@ -5,7 +5,7 @@ shapes and output types from the safetensors headers), writes the GGUF header,
 metadata and tensor table, then streams the tensor data one tensor at a time:
 read (memory-mapped), transform (llama's rotary permutation), cast or quantize,
 write, drop. Peak memory is about one tensor in float32. The file appears
-atomically (temp file in the destination directory, then `os.replace`).
+atomically; the streaming itself is `gguf_write`.
 
 Output types: f32, f16, bf16 (matrices; 1-D tensors such as norms and biases
 always stay f32) and q8_0 (matrices whose rows are a multiple of 32; others
@@ -16,22 +16,16 @@ file. Not covered: split GGUF output, LoRA adapters, vocab-only files.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import gguf
-import numpy as np
 
 from converters.archs import ArchSpec, detect_arch
-from converters.atomic import atomic_output
+from converters.gguf_write import Array, Progress, TensorOut, write_gguf
 from converters.hf_dir import HFModelDir
 from converters.tokenizer_meta import build_tokenizer_meta
 from edgeagent.errors import UserError
-
-Array = np.ndarray[Any, Any]
-Progress = Callable[[int, int, str], None]  # (bytes done, bytes total, tensor name)
 
 OUTTYPES: dict[str, tuple[gguf.GGMLQuantizationType, gguf.LlamaFileType]] = {
     "f32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32),
@@ -55,14 +49,6 @@ class ConvertResult:
     notes: tuple[str, ...] = ()
 
 
-@dataclass
-class _Planned:
-    gguf_name: str
-    load: Callable[[], Array]
-    shape: tuple[int, ...]  # numpy order
-    qtype: gguf.GGMLQuantizationType
-
-
 def _choose_type(
     gguf_name: str, shape: tuple[int, ...], want: gguf.GGMLQuantizationType
 ) -> gguf.GGMLQuantizationType:
@@ -77,23 +63,9 @@ def _choose_type(
     return want
 
 
-def _encode(data: Array, qtype: gguf.GGMLQuantizationType) -> Array:
-    if qtype == gguf.GGMLQuantizationType.F32:
-        return np.ascontiguousarray(data, dtype=np.float32)
-    if qtype == gguf.GGMLQuantizationType.F16:
-        return np.ascontiguousarray(data, dtype=np.float16)
-    return gguf.quants.quantize(np.ascontiguousarray(data, dtype=np.float32), qtype)
-
-
-def _nbytes(shape: tuple[int, ...], qtype: gguf.GGMLQuantizationType) -> int:
-    block, type_size = gguf.GGML_QUANT_SIZES[qtype]
-    n = int(np.prod(shape, dtype=np.int64))
-    return n // block * type_size
-
-
-def _plan(model: HFModelDir, spec: ArchSpec, want: gguf.GGMLQuantizationType) -> list[_Planned]:
+def _plan(model: HFModelDir, spec: ArchSpec, want: gguf.GGMLQuantizationType) -> list[TensorOut]:
     tmap = gguf.get_tensor_name_map(spec.gguf_arch, spec.n_layers)
-    plan: list[_Planned] = []
+    plan: list[TensorOut] = []
     seen: set[str] = set()
     for ref in model.iter_refs():
         name = spec.map_name(ref.name, tmap)
@@ -106,10 +78,10 @@ def _plan(model: HFModelDir, spec: ArchSpec, want: gguf.GGMLQuantizationType) ->
         def load(ref_name: str = ref.name, gguf_name: str = name) -> Array:
             return spec.transform(gguf_name, model.load(ref_name))
 
-        plan.append(_Planned(name, load, ref.shape, _choose_type(name, ref.shape, want)))
+        plan.append(TensorOut(name, load, ref.shape, _choose_type(name, ref.shape, want)))
     for name, make in spec.extra_tensors():
         shape = make().shape
-        plan.append(_Planned(name, make, tuple(shape), gguf.GGMLQuantizationType.F32))
+        plan.append(TensorOut(name, make, tuple(shape), gguf.GGMLQuantizationType.F32))
     if "token_embd.weight" not in seen:
         raise UserError(f"{model.path} has no embedding tensor (model.embed_tokens.weight)")
     return plan
@@ -144,42 +116,8 @@ def convert_to_gguf(
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     spec.write_hparams(writer)
     tok.write(writer)
-    for item in plan:
-        nbytes = _nbytes(item.shape, item.qtype)
-        if item.qtype in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
-            np_dtype = np.float32 if item.qtype == gguf.GGMLQuantizationType.F32 else np.float16
-            writer.add_tensor_info(item.gguf_name, item.shape, np.dtype(np_dtype), nbytes)
-        else:
-            byte_shape = gguf.quant_shape_to_byte_shape(item.shape, item.qtype)
-            writer.add_tensor_info(
-                item.gguf_name, byte_shape, np.dtype(np.uint8), nbytes, raw_dtype=item.qtype
-            )
-
-    total = sum(_nbytes(p.shape, p.qtype) for p in plan)
-    done = 0
-    counts: dict[str, int] = {}
     out = Path(out)
-    with atomic_output(out) as tmp:
-        try:
-            writer.write_header_to_file(path=tmp)
-            writer.write_kv_data_to_file()
-            writer.write_ti_data_to_file()
-            for item in plan:
-                data = item.load()
-                if tuple(data.shape) != item.shape:
-                    raise UserError(
-                        f"{item.gguf_name}: shape {data.shape} differs from its header {item.shape}"
-                    )
-                encoded = _encode(data, item.qtype)
-                del data
-                writer.write_tensor_data(encoded)
-                done += encoded.nbytes
-                del encoded
-                counts[item.qtype.name] = counts.get(item.qtype.name, 0) + 1
-                if progress is not None:
-                    progress(done, total, item.gguf_name)
-        finally:
-            writer.close()
+    counts = write_gguf(writer, out, plan, progress)
     return ConvertResult(
         path=out,
         arch=arch,

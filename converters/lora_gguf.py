@@ -40,16 +40,13 @@ import gguf
 import numpy as np
 
 from converters.archs import ArchSpec, detect_arch
-from converters.atomic import atomic_output
+from converters.gguf_write import Array, Progress, TensorOut, write_gguf
 from converters.hf_dir import HFModelDir, TensorRef, _read_header, read_json
 from edgeagent.errors import UserError
 
-Array = np.ndarray[Any, Any]
-Progress = Callable[[int, int, str], None]  # (bytes done, bytes total, tensor name)
-
-LORA_OUTTYPES: dict[str, tuple[gguf.LlamaFileType, type[np.floating[Any]]]] = {
-    "f32": (gguf.LlamaFileType.ALL_F32, np.float32),
-    "f16": (gguf.LlamaFileType.MOSTLY_F16, np.float16),
+LORA_OUTTYPES: dict[str, tuple[gguf.LlamaFileType, gguf.GGMLQuantizationType]] = {
+    "f32": (gguf.LlamaFileType.ALL_F32, gguf.GGMLQuantizationType.F32),
+    "f16": (gguf.LlamaFileType.MOSTLY_F16, gguf.GGMLQuantizationType.F16),
 }
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -276,7 +273,7 @@ def convert_lora_to_gguf(
     started = time.perf_counter()
     if outtype not in LORA_OUTTYPES:
         raise UserError(f"unknown output type {outtype!r}; choose from {', '.join(LORA_OUTTYPES)}")
-    ftype, np_dtype = LORA_OUTTYPES[outtype]
+    ftype, qtype = LORA_OUTTYPES[outtype]
     adapter_dir = Path(adapter_dir)
     config, refs = read_adapter(adapter_dir)
     base_model = _open_base(base)
@@ -299,39 +296,25 @@ def convert_lora_to_gguf(
     writer.add_file_type(int(ftype))
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
-    itemsize = np.dtype(np_dtype).itemsize
-    total = 0
+
+    def load_a(p: _Pair) -> Callable[[], Array]:
+        return lambda: reader.load(p.a.name)
+
+    def load_b(p: _Pair) -> Callable[[], Array]:
+        def load() -> Array:
+            b = reader.load(p.b.name).astype(np.float32)
+            if abs(p.factor - 1.0) > 1e-12:
+                b = b * np.float32(p.factor)
+            return spec.transform(p.gguf_name, b)
+
+        return load
+
+    tensors: list[TensorOut] = []
     for p in pairs:
-        for suffix, ref in (("lora_a", p.a), ("lora_b", p.b)):
-            nbytes = int(np.prod(ref.shape)) * itemsize
-            writer.add_tensor_info(f"{p.gguf_name}.{suffix}", ref.shape, np.dtype(np_dtype),
-                                   nbytes)
-            total += nbytes
-
-    def encode(data: Array) -> Array:
-        return np.ascontiguousarray(data, dtype=np_dtype)
-
-    done = 0
+        tensors.append(TensorOut(f"{p.gguf_name}.lora_a", load_a(p), p.a.shape, qtype))
+        tensors.append(TensorOut(f"{p.gguf_name}.lora_b", load_b(p), p.b.shape, qtype))
     out = Path(out)
-    with atomic_output(out) as tmp:
-        try:
-            writer.write_header_to_file(path=tmp)
-            writer.write_kv_data_to_file()
-            writer.write_ti_data_to_file()
-            for p in pairs:
-                a = encode(reader.load(p.a.name))
-                writer.write_tensor_data(a)
-                done += a.nbytes
-                b = reader.load(p.b.name).astype(np.float32)
-                if abs(p.factor - 1.0) > 1e-12:
-                    b = b * np.float32(p.factor)
-                b = encode(spec.transform(p.gguf_name, b))
-                writer.write_tensor_data(b)
-                done += b.nbytes
-                if progress is not None:
-                    progress(done, total, p.gguf_name)
-        finally:
-            writer.close()
+    write_gguf(writer, out, tensors, progress)
     return LoraResult(
         path=out,
         arch=arch,

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from converters.atomic import atomic_output
+from edgeagent.atomic import atomic_output
 from edgeagent.errors import UserError
 
 Progress = Callable[[int, int, str], None]  # (tensors done, tensors total, tensor name)

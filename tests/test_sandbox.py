@@ -246,7 +246,8 @@ def test_fanout_of_eight_is_fast_on_a_warm_worker() -> None:
             box.run_candidates([f"y = x + {k}" for k in range(8)])
             box.commit(i % 8)
             times.append(time.perf_counter() - started)
-        assert sorted(times)[2] < 0.5  # target 0.1 s; loose for loaded CI machines
+        # speed is `edgeagent bench sandbox` (target 0.1 s); this is a 10x sanity bound
+        assert sorted(times)[2] < 1.0
         assert ok(box, "y").last_value_repr == "4"
 
 

@@ -8,6 +8,8 @@ fake HTTP transport (no network).
 from __future__ import annotations
 
 import json
+import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +21,13 @@ from edgeagent.scoring import (
     gsm8k_gold,
     last_boxed,
     math_equal,
+    math_equiv,
     normalize_answer,
     score_answer,
     task_kind,
     token_f1,
 )
+from edgeagent.scoring.time_limit import TimeLimitExceeded, time_limit
 
 
 def _examples(shared_data: Path, name: str) -> list[dict[str, Any]]:
@@ -60,7 +64,7 @@ def test_gsm8k_gold_from_real_solutions(shared_data: Path) -> None:
     assert gsm8k_gold(examples[2]["answer"]) == "70000"
     for ex in examples[:200]:
         gold = gsm8k_gold(ex["answer"])
-        assert gold is not None and float(gold) == float(gold)
+        assert gold is not None and re.fullmatch(r"-?\d+(\.\d+)?", gold), gold  # no commas
         pred = rf"The answer is \boxed{{{gold}}}"
         assert score_answer(pred, ex["answer"], dataset="gsm8k").correct
     assert gsm8k_gold("no marker") is None
@@ -171,6 +175,46 @@ def test_big_exact_values_compare_exactly() -> None:
 ])
 def test_hostile_predictions_are_false_not_evaluated(hostile: str) -> None:
     assert not math_equal(hostile, "1")
+
+
+def _in_thread(fn: Any) -> list[Any]:
+    out: list[Any] = []
+    worker = threading.Thread(target=lambda: out.append(fn()), daemon=True)
+    worker.start()
+    worker.join(120)  # generous: only a hang (no limit at all) gets near it
+    return out
+
+
+def test_time_limit_stops_work_in_a_worker_thread() -> None:
+    def spin() -> str:
+        try:
+            with time_limit(0.2):
+                while True:
+                    pass
+        except TimeLimitExceeded:
+            return "stopped"
+
+    assert _in_thread(spin) == ["stopped"]
+
+
+def test_time_limit_never_fires_after_its_block() -> None:
+    for _ in range(50):  # blocks that end about when their limit does
+        try:
+            with time_limit(0.001):
+                sum(range(20_000))
+        except TimeLimitExceeded:
+            pass
+        sum(range(200_000))  # a late TimeLimitExceeded would surface here
+
+
+def test_math_equal_gives_up_in_a_worker_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    def endless(a: Any, b: Any) -> bool:
+        while True:
+            pass
+
+    monkeypatch.setattr(math_equiv, "TIMEOUT_S", 0.2)
+    monkeypatch.setattr(math_equiv, "_node_equal", endless)
+    assert _in_thread(lambda: math_equal("x+1", "1+x")) == [False]
 
 
 def test_task_kind() -> None:

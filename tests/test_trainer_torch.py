@@ -24,6 +24,7 @@ import torch
 import transformers
 
 from edgeagent.agent.trajectory import append_records
+from edgeagent.atomic import atomic_folder
 from edgeagent.cli import main
 from trainer.gold import gold_trajectory
 from trainer.render import (
@@ -44,9 +45,8 @@ def smollm2_tokenizer_dir(default_model: Path) -> Path:
     if not (out / "tokenizer.json").exists():
         tok = transformers.AutoTokenizer.from_pretrained(
             default_model.parent, gguf_file=default_model.name)
-        tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-        tok.save_pretrained(tmp)
-        os.replace(tmp, out)
+        with atomic_folder(out) as tmp:
+            tok.save_pretrained(tmp)
     return out
 
 

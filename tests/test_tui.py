@@ -309,3 +309,31 @@ async def test_small_terminal_keeps_prompt_and_status_visible(size: tuple[int, i
         for selector in ("#prompt", "#status"):
             region = app.query_one(selector).region
             assert region.height >= 1 and region.bottom <= size[1]
+
+
+async def test_weak_containment_warns_in_the_app() -> None:
+    backend = FakeBackend()
+    backend.warning = "Only the Python guard contains model-written code on this kernel"
+    app = make_app(backend=backend)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.runner is not None)
+        await wait_for(pilot, lambda: any("Python guard" in str(n.message)
+                                          for n in app._notifications))
+
+
+async def test_no_warning_when_the_kernel_confines_the_code_tool() -> None:
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.runner is not None)
+        await pilot.pause(0.2)
+        assert not list(app._notifications)
+
+
+def test_status_bar_marks_the_toy_default_model() -> None:
+    from edgeagent.tui.widgets.status import StatusBar
+
+    bar = StatusBar()
+    bar.info.model, bar.info.quant = "smollm2-135m-instruct", "Q4_1"
+    assert "toy model" not in str(bar.render_info())
+    bar.info.toy = True
+    assert "toy model: edgeagent models pull" in str(bar.render_info())

@@ -48,7 +48,7 @@ def scripted_events(question: str) -> list[Event]:
     events += [Token(step=1, candidate=0, text=t) for t in ("Thought: I ", "should ", "search")]
     for i in range(3):
         events.append(Candidate(step=1, index=i, thought=THOUGHT1, code=CODE1,
-                                key="Paris" if i < 2 else "Lyon", ok=i < 2 or True,
+                                key="Paris" if i < 2 else "Lyon", ok=True,
                                 observation="Paris" if i < 2 else "Lyon"))
     events += [
         Vote(step=1, chosen=0, agree=2, total=3, groups={"Paris": [0, 1], "Lyon": [2]}),
@@ -107,6 +107,7 @@ class FakeBackend:
     def __init__(self, runner: AgentRunner | None = None, error: str | None = None) -> None:
         self.runner = runner or ScriptedRunner()
         self.error = error
+        self.warning: str | None = None
         self.loaded: list[str | None] = []
 
     def load_runner(self, model: str | None) -> AgentRunner:
@@ -122,6 +123,9 @@ class FakeBackend:
 
     def wikis(self) -> dict[str, int]:
         return {"starter": 31_245}
+
+    def containment_warning(self) -> str | None:
+        return self.warning
 
 
 def make_app(runner: AgentRunner | None = None, *, backend: FakeBackend | None = None,

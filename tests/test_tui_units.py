@@ -1,4 +1,4 @@
-"""TUI parts without Textual: the turn reducer, the chat runner, config, preflight."""
+"""TUI parts without Textual: the turn reducer, the loop runner, config, preflight."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from edgeagent.agent.events import Event, FinalAnswer, StepStart, Token
 from edgeagent.engines.base import Completion
 from edgeagent.tui.backend import preflight
 from edgeagent.tui.config import DEFAULT_KEYS, load_config
-from edgeagent.tui.runner import ChatRunner, RunSettings
+from edgeagent.tui.runner import LoopRunner, RunSettings
 from edgeagent.tui.turn import Turn
 from edgeagent.tui.widgets.step import display_observation
 
@@ -39,7 +39,7 @@ class FakeEngine:
         self.seen: Any = None
 
     def generate(self, messages: Any, **kw: Any) -> list[Completion]:
-        self.seen = messages
+        self.seen = list(messages)
         for p in self.pieces:
             kw["on_token"](0, p)
         return [Completion("".join(self.pieces), self.finish,  # type: ignore[arg-type]
@@ -52,27 +52,30 @@ class FakeEngine:
         pass
 
 
-def test_chat_runner_streams_then_answers() -> None:
+ANSWER = ["Thought: Greet.\nCode:\n```py\n", 'final_answer("Hello")\n```']
+
+
+def test_loop_runner_streams_then_answers() -> None:
     events: list[Event] = []
-    engine = FakeEngine(["Hel", "lo"])
-    runner = ChatRunner(engine, "m", "Q4_1")
+    engine = FakeEngine(ANSWER)
+    runner = LoopRunner(engine, "m", "Q4_1")
     record = runner.run("hi", on_event=events.append,
                         history=[{"role": "user", "content": "a"},
                                  {"role": "assistant", "content": "b"}],
                         settings=RunSettings())
     assert isinstance(events[1], StepStart)
-    assert [e.text for e in events if isinstance(e, Token)] == ["Hel", "lo"]
+    assert [e.text for e in events if isinstance(e, Token)] == ANSWER
     assert events[-1] == FinalAnswer(answer="Hello", step=1)
-    assert engine.seen[-1] == {"role": "user", "content": "hi"}
-    assert record["answer"] == "Hello" and record["messages"][-1]["content"] == "Hello"
-    assert record["tokens"] == {"prompt": 5, "completion": 2}
+    assert engine.seen[-1]["role"] == "user" and "hi" in engine.seen[-1]["content"]
+    assert record["answer"] == "Hello" and record["model"] == "m"
+    assert record["tokens"]["completion"] == 2
     runner.cancel()
     assert engine.cancelled
 
 
-def test_chat_runner_reports_cancel() -> None:
+def test_loop_runner_reports_cancel() -> None:
     events: list[Event] = []
-    ChatRunner(FakeEngine(["x"], "cancelled"), "m", "q").run(
+    LoopRunner(FakeEngine(["x"], "cancelled"), "m", "q").run(
         "hi", on_event=events.append, history=[], settings=RunSettings())
     assert type(events[-1]).__name__ == "Cancelled"
 

@@ -10,10 +10,27 @@ Modules (import each directly; this package imports nothing heavy):
 - `train`: LoRA SFT with peft; `merge`: adapter folded into the base;
 - `hf`: loading bases (HF dir, Hub id, GGUF) and tokenizers.
 
-`gold`, `importer` and `filter` need no torch; `render` needs transformers;
-`train`, `merge`, `hf` need the `train` extra. The CLI is `edgeagent distill`.
+- `generate`: teacher trajectories (an HTTP server, a GGUF, or `gold`), with
+  the first-thought prefix; `run`: the whole pipeline from one TOML file.
 
-Not covered yet: teacher generation with first-thought prefix (`distill
-generate`, on top of the agent loop), CoT-distillation data, multi-GPU
-launch configs, checkpoint resume, multi-adapter merges.
+`gold`, `importer` and `filter` need no torch; `render` needs transformers;
+`train`, `merge`, `hf` need the `train` extra (`require_train_extra()` says
+so in one line). The CLI is `edgeagent distill`.
+
+Not covered: CoT-distillation data, multi-GPU launch configs.
 """
+
+from __future__ import annotations
+
+from edgeagent.errors import UserError
+
+
+def require_train_extra() -> None:
+    """A one-line `UserError` when torch, transformers or peft is missing."""
+    try:
+        import peft  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        raise UserError(f"this command needs the train extra ({exc.name} is missing): "
+                        "pip install 'edgeagent[train]'") from None

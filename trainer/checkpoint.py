@@ -17,11 +17,10 @@ sharded (FSDP) optimizer states.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
+from edgeagent.atomic import atomic_folder, previous_folder
 from edgeagent.errors import UserError
 
 STATE_FILE = "trainer_state.pt"
@@ -35,22 +34,14 @@ RESUME_KEYS = ("model", "data", "epochs", "lr", "rank", "alpha", "dropout", "bat
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     import torch
 
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    torch.save(state, tmp / STATE_FILE)
-    old = path.with_name(path.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
+    with atomic_folder(path) as tmp:
+        torch.save(state, tmp / STATE_FILE)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
     import torch
 
-    for candidate in (path, path.with_name(path.name + ".old")):
+    for candidate in (path, previous_folder(path)):
         f = candidate / STATE_FILE
         if f.exists():
             try:

@@ -17,7 +17,6 @@ Not covered: deduplication, length limits (the SFT renderer reports those).
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeagent.agent.trajectory import Trajectory, append_records, iter_records
+from edgeagent.atomic import atomic_output
+from edgeagent.errors import UserError
 from edgeagent.scoring import score_answer
 
 if TYPE_CHECKING:
@@ -101,8 +102,23 @@ def filter_records(
 def filter_file(src: Path, dest: Path, judge: LLMJudge | None = None) -> FilterReport:
     """Filter `src` into `dest` (written whole, then renamed into place)."""
     kept, report = filter_records(iter_records(src), judge)
-    tmp = dest.with_name(dest.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    append_records(tmp, kept)
-    os.replace(tmp, dest)
+    with atomic_output(dest) as tmp:
+        append_records(tmp, kept)
     return report
+
+
+def filter_path(src: Path, dest: Path, *, judge_url: str | None = None,
+                judge_model: str | None = None) -> FilterReport:
+    """`filter_file` with the judge (an OpenAI-compatible URL) opened and closed here."""
+    if not src.exists():
+        raise UserError(f"no such file: {src}")
+    judge = None
+    if judge_url:
+        from edgeagent.scoring.judge import LLMJudge
+
+        judge = LLMJudge.from_url(judge_url, model=judge_model)
+    try:
+        return filter_file(src, dest, judge)
+    finally:
+        if judge is not None:
+            judge.close()

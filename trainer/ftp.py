@@ -25,12 +25,11 @@ Not covered: CoT-distillation datasets (trainer.render), sampling several CoTs.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any
-
-import tomllib
 
 from edgeagent.engines.base import Engine, Message
 

@@ -279,6 +279,12 @@ def generate(
     teacher has answered, so a dead teacher fails fast; `engine_factory`
     replaces the engine that `cfg.teacher` names (tests)."""
     kind = teacher_kind(cfg.teacher)
+    if cfg.max_steps < 1 or cfg.max_tokens < 1 or cfg.cot_max_tokens < 1:
+        raise UserError("--max-steps, --max-tokens and --cot-max-tokens must be at least 1")
+    if cfg.retries < 0:
+        raise UserError("--retries must be 0 or more")
+    if kind == "gold" and cfg.ftp:
+        raise UserError("--ftp needs an LLM teacher, not `gold`")
     if cfg.workers < 1:
         raise UserError("--workers must be at least 1")
     if cfg.limit is not None and cfg.limit < 1:

@@ -18,12 +18,11 @@ Not covered: pushing to the Hub, DARE.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgeagent.atomic import atomic_folder
 from edgeagent.errors import UserError
 
 DTYPES = ("float32", "float16", "bfloat16")
@@ -73,14 +72,10 @@ def _save(merged: Any, tok_src: str, out: Path, info: dict[str, Any]) -> MergeRe
     strip_quantizer(merged)
     tokenizer = load_tokenizer(tok_src)
     out = out.expanduser()
-    tmp = out.with_name(out.name + ".tmp-merge")
-    shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "merge_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with atomic_folder(out) as tmp:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "merge_info.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
     n = sum(p.numel() for p in merged.parameters())
     return MergeResult(out, n, str(next(merged.parameters()).dtype).removeprefix("torch."))
 

@@ -12,14 +12,13 @@ Not covered: chat templates (the engine renders messages), planning prompts.
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from types import SimpleNamespace
 from typing import Any, Literal
-
-import tomllib
 
 from edgeagent.engines.base import Message
 

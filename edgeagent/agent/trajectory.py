@@ -3,7 +3,7 @@
 A record is one task: `{id, question, gold?, dataset?, model, engine,
 prompt_version, steps: [{thought, code, observation, error, final,
 candidates?: [{text, key, ok}], votes?}], answer, score?, tokens: {prompt,
-completion}, timings, messages, ftp_prefix?}` (DESIGN.md). `messages` is the
+completion}, timings, messages, ftp_prefix?}` (docs/architecture.md). `messages` is the
 exact chat a student is trained on: system, `New task:` turn, then assistant
 turns (ending ```` ```<end_code> ````) and observation turns, without the
 observation after the last action. Extra fields kept: per step `text` (the raw

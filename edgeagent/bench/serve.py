@@ -130,8 +130,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from edgeagent.errors import UserError
     from edgeagent.models.registry import resolve_model
     from edgeagent.serve.app import create_app
-    from edgeagent.serve.hosts import open_host
     from edgeagent.serve.jobs import AgentDefaults
+    from edgeagent.serve.load import open_host
     from edgeagent.serve.service import ServeSettings, Service
 
     try:

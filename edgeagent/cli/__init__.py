@@ -12,25 +12,16 @@ A `UserError` becomes one line on stderr and a non-zero exit; Ctrl+C exits 130.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
 from edgeagent import __version__
+from edgeagent.cli import ask, bench, convert, distill, doctor, models, serve, wiki
+from edgeagent.cli import eval as evaluate
 from edgeagent.errors import UserError
 
-# Command groups, in the order `--help` lists them. A module missing here
-# (a feature not built yet) is skipped, never fatal.
-COMMAND_MODULES: tuple[str, ...] = (
-    "edgeagent.cli.ask",
-    "edgeagent.cli.serve",
-    "edgeagent.cli.wiki",
-    "edgeagent.cli.models",
-    "edgeagent.cli.eval",
-    "edgeagent.cli.bench",
-    "edgeagent.cli.distill",
-    "edgeagent.cli.convert",
-)
+# Command groups, in the order `--help` lists them.
+COMMAND_MODULES = (ask, serve, wiki, models, evaluate, bench, distill, convert, doctor)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,27 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wiki", dest="global_wiki", metavar="NAME", help="wiki index name")
     parser.add_argument("--data-dir", help="use this directory for config, data and cache")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
+    for module in COMMAND_MODULES:
         module.register(sub)
     return parser
 
 
 def _run_tui(args: argparse.Namespace) -> int:
-    try:
-        from edgeagent.tui.app import run_app
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("edgeagent.tui"):
-            raise UserError(
-                "the terminal app is not built yet; try `edgeagent ask \"question\"` "
-                "or `edgeagent --help`"
-            ) from None
-        raise
+    from edgeagent.tui.app import run_app
+
     return run_app(args)
 
 

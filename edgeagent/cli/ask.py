@@ -46,14 +46,9 @@ def register(sub: Any) -> None:
 def _search(args: argparse.Namespace) -> Any:
     if args.no_wiki:
         return None
-    from edgeagent.wiki.index import WikiIndex
+    from edgeagent.wiki.starter import open_search
 
-    name = args.wiki or "starter"
-    if name == "starter":
-        from edgeagent.wiki.starter import ensure_starter_index
-
-        ensure_starter_index()
-    return WikiIndex.open(name).search
+    return open_search(args.wiki)
 
 
 def handle(args: argparse.Namespace) -> int:

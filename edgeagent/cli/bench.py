@@ -1,7 +1,7 @@
 """`edgeagent bench engine|sag|wiki|sandbox`: measured ratios, printed as JSON or a table.
 
-Each benchmark lives in `edgeagent.bench.<name>`; a module not built yet is
-simply not offered.
+Each benchmark lives in `edgeagent.bench.<name>` (`add_arguments(parser)`,
+`run(args) -> dict`); its top-level imports stay light (`--help` imports it).
 """
 
 from __future__ import annotations
@@ -25,12 +25,7 @@ def register(sub: Any) -> None:
     parser = sub.add_parser("bench", help="measure speed against a baseline in the same run")
     bench_sub = parser.add_subparsers(dest="bench", metavar="BENCH")
     for name, help_text in BENCHES.items():
-        try:
-            module = importlib.import_module(f"edgeagent.bench.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"edgeagent.bench.{name}":
-                continue
-            raise
+        module = importlib.import_module(f"edgeagent.bench.{name}")
         p = bench_sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--model", help="model name or GGUF path (default: the default model)")
         p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from edgeagent.errors import UserError
+from edgeagent.progress import progress_callback
 
 _QUANT_HELP = "Q4_K_M, Q4_0, Q5_K_M, Q8_0, Q6_K, Q4_K_S, Q5_0, Q5_1, Q4_1, Q3_K_M, Q2_K, …"
 
@@ -103,27 +102,6 @@ def register(sub: Any) -> None:
     v.set_defaults(handler=_cmd_verify)
 
 
-@contextmanager
-def _bar(description: str, unit: str) -> Iterator[Callable[[int, int, str], None]]:
-    """A rich progress bar on a TTY stderr; silent otherwise."""
-    if not sys.stderr.isatty():
-        yield lambda done, total, name: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[what]}"),
-        TimeElapsedColumn(), console=Console(stderr=True), transient=True,
-    ) as progress:
-        task = progress.add_task(description, total=None, what="")
-
-        def update(done: int, total: int, name: str) -> None:
-            progress.update(task, completed=done, total=total, what=name)
-
-        yield update
-
-
 def _size(n: int) -> str:
     value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -143,7 +121,7 @@ def _cmd_gguf(args: argparse.Namespace) -> int:
     out = args.out
     if out is None:
         out = args.model_dir / f"{args.model_dir.resolve().name}.{args.outtype.upper()}.gguf"
-    with _bar("converting", "B") as update:
+    with progress_callback("converting", unit="bytes") as update:
         result = convert_to_gguf(
             args.model_dir, out, outtype=args.outtype, name=args.name,
             tokenizer_pre=args.tokenizer_pre, progress=update,
@@ -164,7 +142,7 @@ def _cmd_lora(args: argparse.Namespace) -> int:
     if out is None:
         name = args.adapter_dir.resolve().name
         out = args.adapter_dir / f"{name}.lora.{args.outtype.upper()}.gguf"
-    with _bar("converting", "B") as update:
+    with progress_callback("converting", unit="bytes") as update:
         result = convert_lora_to_gguf(
             args.adapter_dir, args.base, out, outtype=args.outtype, name=args.name,
             progress=update,
@@ -182,7 +160,7 @@ def _cmd_lora(args: argparse.Namespace) -> int:
 def _cmd_quantize(args: argparse.Namespace) -> int:
     from converters.quantize import quantize_gguf
 
-    with _bar(f"quantizing to {args.qtype.upper()}", "tensors") as update:
+    with progress_callback(f"quantizing to {args.qtype.upper()}") as update:
         result = quantize_gguf(
             args.src, args.qtype, out=args.out, threads=args.threads,
             allow_requantize=args.allow_requantize, progress=update,

@@ -192,24 +192,17 @@ def _register_generate(cmds: Any) -> None:
 
 
 def _need_train_extra() -> None:
-    try:
-        import peft  # noqa: F401
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-    except ImportError as exc:
-        raise UserError(f"this command needs the train extra ({exc.name} is missing): "
-                        "pip install 'edgeagent[train]'") from None
+    from trainer import require_train_extra
+
+    require_train_extra()
 
 
 def _write(out: Path, records: list[Any]) -> None:
-    import os
-
     from edgeagent.agent.trajectory import append_records
+    from edgeagent.atomic import atomic_output
 
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    append_records(tmp, records)
-    os.replace(tmp, out)
+    with atomic_output(out) as tmp:
+        append_records(tmp, records)
 
 
 def _cmd_gold(args: argparse.Namespace) -> int:
@@ -252,20 +245,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_filter(args: argparse.Namespace) -> int:
-    from trainer.filter import filter_file
+    from trainer.filter import filter_path
 
-    if not args.src.exists():
-        raise UserError(f"no such file: {args.src}")
-    judge = None
-    if args.judge:
-        from edgeagent.scoring.judge import LLMJudge
-
-        judge = LLMJudge.from_url(args.judge, model=args.judge_model)
-    try:
-        report = filter_file(args.src, args.out, judge)
-    finally:
-        if judge is not None:
-            judge.close()
+    report = filter_path(args.src, args.out, judge_url=args.judge, judge_model=args.judge_model)
     for line in report.lines():
         print(line)
     print(f"wrote {args.out}")
@@ -358,15 +340,8 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from trainer.generate import GenerateConfig, generate, teacher_kind
+    from trainer.generate import GenerateConfig, generate
 
-    if args.max_steps < 1 or args.max_tokens < 1 or args.cot_max_tokens < 1:
-        raise UserError("--max-steps, --max-tokens and --cot-max-tokens must be at least 1")
-    if args.retries < 0:
-        raise UserError("--retries must be 0 or more")
-    kind = teacher_kind(args.teacher)
-    if kind == "gold" and args.ftp:
-        raise UserError("--ftp needs an LLM teacher, not `gold`")
     cfg = GenerateConfig(
         teacher=args.teacher, data=args.data, out=args.out, ftp=args.ftp, workers=args.workers,
         limit=args.limit, model_name=args.model_name, chat_template=args.chat_template,
@@ -375,12 +350,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         fallback=args.fallback,
     )
 
-    def open_search() -> Any:
-        from edgeagent.cli.ask import _search
+    from edgeagent.wiki.starter import open_search
 
-        return _search(args)
-
-    report = generate(cfg, open_search=open_search)
+    report = generate(cfg, open_search=None if args.no_wiki else lambda: open_search(args.wiki))
     for line in report.lines():
         print(line)
     return 0

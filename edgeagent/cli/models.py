@@ -147,7 +147,8 @@ def _pull(args: argparse.Namespace) -> int:
 
 
 def _fetch_default(args: argparse.Namespace) -> int:
-    from edgeagent.models.default import DEFAULT_NAME, ensure_default_model
+    from edgeagent.models.default import DEFAULT_NAME
+    from edgeagent.models.registry import ensure_default_model
 
     path = ensure_default_model()
     print(f"default model ready: {DEFAULT_NAME} -> {path}")

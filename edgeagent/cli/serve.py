@@ -122,8 +122,8 @@ def handle(args: argparse.Namespace) -> int:
 
     from edgeagent.models.registry import resolve_model
     from edgeagent.serve.app import create_app
-    from edgeagent.serve.hosts import open_host
     from edgeagent.serve.jobs import AgentDefaults
+    from edgeagent.serve.load import open_host
     from edgeagent.serve.service import ServeSettings, Service, open_wiki
 
     wiki = None if args.no_wiki else (args.wiki or "starter")

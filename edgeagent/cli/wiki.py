@@ -12,8 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgeagent.wiki.build import BuildStatus, ProgressFn
 
 
 def register(sub: Any) -> None:
@@ -70,9 +75,8 @@ def register(sub: Any) -> None:
 
 def _build(args: argparse.Namespace) -> int:
     from edgeagent.wiki.build import build_from_file
-    from edgeagent.wiki.progress import rich_progress
 
-    with rich_progress(f"wiki {args.name}") as progress:
+    with _index_progress(f"wiki {args.name}") as progress:
         meta = build_from_file(
             args.name, args.source, fmt=args.format, limit=args.limit, split=not args.no_split,
             force=args.force, attribution=args.attribution, license=args.license,
@@ -136,14 +140,37 @@ def _rm(args: argparse.Namespace) -> int:
 
 
 def _starter(args: argparse.Namespace) -> int:
-    from edgeagent.wiki.progress import rich_progress
     from edgeagent.wiki.starter import STARTER_NAME, ensure_starter_index
     from edgeagent.wiki.store import read_meta
 
-    with rich_progress("wiki starter") as progress:
+    with _index_progress("wiki starter") as progress:
         ensure_starter_index(progress, force=args.force)
     meta = read_meta(STARTER_NAME)
     if meta is not None:
         print(f"wiki index {STARTER_NAME!r} ready: {meta.passages:,} passages\n"
               f"    {meta.attribution}")
     return 0
+
+
+@contextmanager
+def _index_progress(label: str) -> Iterator[ProgressFn]:
+    """A bar over the source bytes read, with passages and passages/s (terminal only)."""
+    from edgeagent.progress import progress_bar
+
+    bar = progress_bar("{task.fields[passages]:,} passages",
+                       "{task.fields[rate]:,.0f} passages/s", unit="bytes")
+    with bar:
+        task = bar.add_task(label, total=None, passages=0, rate=0.0)
+
+        def update(status: BuildStatus) -> None:
+            bar.update(
+                task,
+                description=f"{label} ({status.phase})" if status.phase != "indexing" else label,
+                total=status.bytes_total,
+                completed=status.bytes_total if status.phase == "done" and status.bytes_total
+                else status.bytes_read,
+                passages=status.passages,
+                rate=status.passages_per_s,
+            )
+
+        yield update

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import re
 import time
+import tomllib
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Literal
-
-import tomllib
 
 from edgeagent.agent.trajectory import CandidateRecord, StepRecord, Trajectory
 from edgeagent.engines.base import Engine, Message

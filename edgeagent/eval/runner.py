@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -119,7 +119,7 @@ def check_run_file(out: Path, config: EvalConfig) -> None:
                                 f"{old.get(key)!r} there, {new[key]!r} now); use another --out")
         return
     out.mkdir(parents=True, exist_ok=True)
-    data = dict(new, created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    data = dict(new, created=datetime.now(UTC).isoformat(timespec="seconds"))
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n", "utf-8")
     tmp.replace(path)
@@ -220,14 +220,8 @@ def run_eval(
 ) -> dict[str, Any]:
     """Solve every not-yet-done question, appending trajectories; returns the summary."""
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+
+    from edgeagent.progress import progress_bar
 
     if workers < 1:
         raise UserError("--workers must be at least 1")
@@ -237,11 +231,7 @@ def run_eval(
     console = console or Console(stderr=True)
     show = console.is_terminal if progress is None else progress
     pool_workers = _Workers(make_engine, make_search, config)
-    bar = Progress(
-        TextColumn("[bold]{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("score {task.fields[score]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, disable=not show,
-    )
+    bar = progress_bar("score {task.fields[score]}", console=console, show=show, eta=True)
     try:
         with bar, ThreadPoolExecutor(max_workers=workers,
                                      thread_name_prefix="eval") as pool:

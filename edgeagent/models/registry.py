@@ -18,15 +18,15 @@ import datetime
 import json
 import os
 import re
-import tempfile
+import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from edgeagent import locations
+from edgeagent.atomic import atomic_write_text
 from edgeagent.errors import UserError
+from edgeagent.models import default
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
@@ -102,15 +102,7 @@ class Registry:
         locations.ensure(self.path.parent)
         data = {"version": 1, "default": self.default,
                 "models": [asdict(e) for e in self.entries.values()]}
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".registry.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=2)
-                f.write("\n")
-            os.replace(tmp, self.path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write_text(self.path, json.dumps(data, indent=2) + "\n")
 
     def add(self, path: Path, *, name: str | None = None, source: str = "local",
             license: str = "", sha256: str | None = None) -> ModelEntry:
@@ -134,7 +126,7 @@ class Registry:
         entry = ModelEntry(
             name=name, path=str(path), architecture=info["architecture"], quant=info["quant"],
             size_bytes=path.stat().st_size, source=source, license=license, sha256=sha256,
-            added=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            added=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         )
         self.entries[name] = entry
         return entry
@@ -186,6 +178,17 @@ def resolve_model(spec: str | None = None, *, fetch_default: bool = True) -> Pat
         raise UserError(f"unknown model {candidate!r}; see `edgeagent models list`")
     if not fetch_default:
         raise UserError("no model configured; run `edgeagent models pull` or `models add`")
-    from edgeagent.models.default import ensure_default_model
-
     return ensure_default_model()
+
+
+def ensure_default_model() -> Path:
+    """Fetch (if needed), verify and register the default model; return its path."""
+    path = default.fetch_default_model()
+    reg = Registry.load()
+    if default.DEFAULT_NAME not in reg.entries:
+        reg.add(path, name=default.DEFAULT_NAME, source=default.DEFAULT_SOURCE,
+                license=default.LICENSE, sha256=default.DEFAULT_MODEL.member_sha256)
+    if reg.default is None:
+        reg.default = default.DEFAULT_NAME
+    reg.save()
+    return path

@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from edgeagent.scoring.extract import gsm8k_gold, last_boxed, math_answer
-from edgeagent.scoring.math_equiv import math_equal, normalize_math
+from edgeagent.scoring.math_equiv import math_equal
+from edgeagent.scoring.math_normalize import normalize_math
 from edgeagent.scoring.qa import exact_match, normalize_answer, token_f1
 
 if TYPE_CHECKING:

@@ -22,8 +22,12 @@ Expressions with variables compare by `expand(a - b) == 0`, then by numeric
 evaluation at three random points. Model output is never `eval`ed as Python:
 the LaTeX is translated to a whitelisted token stream (numbers, operators,
 single-letter symbols, a fixed set of functions) and parsed with sympy under
-empty builtins; sympy work is bounded by a timer (main thread) and by refusing
-exponent towers and huge powers.
+empty builtins; sympy work is bounded by a time limit that works in any
+thread (`time_limit`) and by refusing exponent towers and huge powers.
+
+Parts: `math_normalize` (the canonical string), `math_sympy` (LaTeX to
+sympy), `time_limit`; this module holds the structure (tuples, sets,
+intervals, matrices) and the comparison.
 
 Not covered: base-n numerals beyond string equality (`52_8`), factorials and
 binomials in LaTeX, units conversion (`1 m` vs `100 cm`), inequalities.
@@ -34,61 +38,16 @@ from __future__ import annotations
 import math
 import random
 import re
-import signal
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-from edgeagent.scoring.extract import strip_math_delimiters
+from edgeagent.scoring.math_normalize import compact, normalize_math
+from edgeagent.scoring.math_sympy import ALLOWED_NAMES, to_sympy
+from edgeagent.scoring.time_limit import TimeLimitExceeded, time_limit
 
 REL_TOL = 1e-6
 TIMEOUT_S = 5.0
-MAX_LEN = 400
-
-# --------------------------------------------------------------------------- normalisation
-
-_TEXT_CMD = r"\\(?:text|textbf|textit|textrm|mbox|mathrm|mathbf|mathit|operatorname)"
-_TEXT_GROUP = re.compile(_TEXT_CMD + r"\s*\{([^{}]*)\}(?:\s*\^\s*\{?\d\}?)?")
-_SPACING = re.compile(r"(?<!\\)\\[!,;:> ]|\\quad|\\qquad|\\displaystyle|~")
-_THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
-_NUM_WITH_WORDS = re.compile(r"(-?[\d.,/]*\d)\s*[a-zA-Z][a-zA-Z ]*")
-_IN_PREFIX = re.compile(r"^[a-zA-Z]\s*\\in\s*")
 _CHOICE = re.compile(r"\(?([A-E])\)?")
-
-
-def normalize_math(text: object) -> str:
-    """A canonical string for an answer: delimiters, spacing, units and decoration removed."""
-    s = strip_math_delimiters(str(text)).strip()
-    s = s.replace("\\left", "").replace("\\right", "")
-    s = s.replace("\\bigl", "").replace("\\bigr", "").replace("\\Bigl", "").replace("\\Bigr", "")
-    s = _SPACING.sub(" ", s)
-    for cmd in ("\\dfrac", "\\tfrac", "\\cfrac"):
-        s = s.replace(cmd, "\\frac")
-    s = re.sub(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|°|\\degree", "", s)
-    s = s.replace("\\%", "").replace("%", "").replace("\\$", "").replace("$", "")
-    s = s.replace("{,}", "")
-    s = re.sub(r"(?<=[\])])\s*(?:U|∪)\s*(?=[\[(])", r"\\cup ", s)  # (a,b] U [c,d)
-    # \text{...}: a whole-answer word is kept, unit groups beside a value are dropped
-    whole = re.fullmatch(_TEXT_CMD + r"\s*\{(.*)\}", s.strip(), re.DOTALL)
-    if whole and "{" not in whole.group(1):
-        s = whole.group(1)
-    else:
-        without = _TEXT_GROUP.sub("", s).strip()
-        s = without if without else _TEXT_GROUP.sub(lambda m: m.group(1), s)
-    s = s.strip().rstrip(".").strip()
-    s = _IN_PREFIX.sub("", s)
-    m = _NUM_WITH_WORDS.fullmatch(s)
-    if m and not re.search(r"\\|\(", s):
-        s = m.group(1)
-    if _THOUSANDS.fullmatch(s.replace(" ", "")):
-        s = s.replace(" ", "").replace(",", "")
-    return " ".join(s.split())
-
-
-def _compact(s: str) -> str:
-    return s.replace(" ", "").lower()
-
 
 # --------------------------------------------------------------------------- structure
 
@@ -221,198 +180,7 @@ def _node_equal(a: Node, b: Node) -> bool:
     return all(_node_equal(x, y) for x, y in zip(fa, fb, strict=True))
 
 
-# --------------------------------------------------------------------------- LaTeX -> sympy
-
-_FUNCS = {
-    "sin": "sin", "cos": "cos", "tan": "tan", "cot": "cot", "sec": "sec", "csc": "csc",
-    "arcsin": "asin", "arccos": "acos", "arctan": "atan", "sinh": "sinh", "cosh": "cosh",
-    "tanh": "tanh", "ln": "log", "log": "log", "exp": "exp",
-}
-_CONSTS = {"pi": "pi", "infty": "oo", "infinity": "oo", "cdot": "*", "times": "*",
-           "div": "/", "ast": "*"}
-_POWER_OF_FUNCTION = re.compile(
-    r"\\(sin|cos|tan|cot|sec|csc|sinh|cosh|tanh|ln|log)\^\{?(\d)\}?\s*"
-    r"([A-Za-z0-9]|\\pi|\([^()]*\))")
-_ALLOWED_NAMES = {"sqrt", "root", "pi", "oo", "I", "E", *set(_FUNCS.values())}
-
-
-def _arg(s: str, i: int) -> tuple[str, int] | None:
-    """One LaTeX argument at s[i:]: a brace group or a single character/command."""
-    while i < len(s) and s[i] == " ":
-        i += 1
-    if i >= len(s):
-        return None
-    if s[i] == "{":
-        depth = 0
-        for j in range(i, len(s)):
-            if s[j] == "{":
-                depth += 1
-            elif s[j] == "}":
-                depth -= 1
-                if depth == 0:
-                    return s[i + 1:j], j + 1
-        return None
-    if s[i] == "\\":
-        m = re.match(r"\\[a-zA-Z]+", s[i:])
-        if m:
-            return m.group(0), i + m.end()
-    return s[i], i + 1
-
-
-def _expand_commands(s: str) -> str | None:
-    r"""`\frac{a}{b}` -> `((a)/(b))`, `\sqrt[n]{x}` -> `root(x,n)`, `\sqrt{x}` -> `sqrt(x)`."""
-    out: list[str] = []
-    i = 0
-    while i < len(s):
-        if s.startswith("\\frac", i) and not s[i + 5:i + 6].isalpha():
-            num = _arg(s, i + 5)
-            if num is None:
-                return None
-            den = _arg(s, num[1])
-            if den is None:
-                return None
-            a, b = _expand_commands(num[0]), _expand_commands(den[0])
-            if a is None or b is None:
-                return None
-            out.append(f"(({a})/({b}))")
-            i = den[1]
-            continue
-        if s.startswith("\\sqrt", i):
-            j = i + 5
-            index = None
-            if s[j:j + 1] == "[":
-                close = s.find("]", j)
-                if close < 0:
-                    return None
-                index, j = s[j + 1:close], close + 1
-            arg = _arg(s, j)
-            if arg is None:
-                return None
-            inner = _expand_commands(arg[0])
-            if inner is None:
-                return None
-            if index is not None:
-                idx = _expand_commands(index)
-                if idx is None:
-                    return None
-                out.append(f"root({inner},{idx})")
-            else:
-                out.append(f"sqrt({inner})")
-            i = arg[1]
-            continue
-        out.append(s[i])
-        i += 1
-    return "".join(out)
-
-
-def _to_python(s: str) -> str | None:
-    """A whitelisted Python expression string for a LaTeX scalar, or None."""
-    if len(s) > MAX_LEN:
-        return None
-    s = re.sub(r"^(\d+)\s*\\frac\{(\d+)\}\{(\d+)\}$", r"(\1+\\frac{\2}{\3})", s.strip())
-    s = s.replace("\\mathrm{e}", "E")
-    # \sin^2 x -> (\sin x)^2
-    s = _POWER_OF_FUNCTION.sub(r"(\\\1 \3)^\2", s)
-    expanded = _expand_commands(s)
-    if expanded is None:
-        return None
-
-    def command(m: re.Match[str]) -> str:
-        name = m.group(1)
-        if name in _FUNCS:
-            return f" {_FUNCS[name]} "
-        if name in _CONSTS:
-            return f" {_CONSTS[name]} "
-        raise ValueError(name)
-
-    try:
-        s = re.sub(r"\\([a-zA-Z]+)", command, expanded)
-    except ValueError:
-        return None
-    s = s.replace("{", "(").replace("}", ")").replace("^", "**")
-    if re.search(r"[^0-9A-Za-z+\-*/().\s]", s):
-        return None
-    if "__" in s or re.search(r"[A-Za-z]\.|\.[A-Za-z]", s):
-        return None
-
-    def names(m: re.Match[str]) -> str:
-        word = m.group(0)
-        if word in _ALLOWED_NAMES:
-            return word
-        if word == "i":
-            return "I"
-        return "*".join(word)  # xy -> x*y: single-letter symbols only
-
-    s = re.sub(r"(?<![0-9.])[A-Za-z]+|(?<=[0-9])[A-Za-z]+", names, s)
-    # exponent towers and huge powers would hang sympy
-    if re.search(r"\*\*\s*\(?[^)]*\*\*", s):
-        return None
-    for m in re.finditer(r"\*\*\s*\(?\s*(\d+)", s):
-        if int(m.group(1)) > 10_000:
-            return None
-    return s
-
-
-def _sympy_namespace() -> tuple[dict[str, Any], dict[str, Any]]:
-    import sympy
-
-    glob: dict[str, Any] = {"__builtins__": {}}
-    for name in ("Integer", "Float", "Rational", "Symbol", "Function", "sqrt", "root", "pi",
-                 "oo", "I", "E", "Mul", "Add", "Pow", *set(_FUNCS.values())):
-        glob[name] = getattr(sympy, name)
-    local = {c: sympy.Symbol(c) for c in "abcdfghjklmnopqrstuvwxyzABCDFGHJKLMNOPQRSTUVWXYZ"}
-    local.update({"i": sympy.I, "I": sympy.I, "e": sympy.E, "E": sympy.E})
-    return glob, local
-
-
-def to_sympy(s: str) -> Any:
-    """A sympy expression for a LaTeX/plain scalar, or None when it does not parse."""
-    py = _to_python(s)
-    if py is None or not py.strip():
-        return None
-    from sympy.parsing.sympy_parser import (
-        convert_xor,
-        implicit_multiplication_application,
-        parse_expr,
-        standard_transformations,
-    )
-
-    glob, local = _sympy_namespace()
-    try:
-        return parse_expr(
-            py, local_dict=local, global_dict=glob,
-            transformations=(*standard_transformations, implicit_multiplication_application,
-                             convert_xor),
-        )
-    except Exception:  # sympy raises anything from SyntaxError to TypeError
-        return None
-
-
 # --------------------------------------------------------------------------- comparison
-
-
-class _Timeout(Exception):
-    pass
-
-
-@contextmanager
-def _time_limit(seconds: float) -> Iterator[None]:
-    """SIGALRM-based limit in the main thread; elsewhere only the static guards apply."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(
-            signal, "setitimer"):
-        yield
-        return
-
-    def fire(signum: int, frame: object) -> None:
-        raise _Timeout
-
-    old = signal.signal(signal.SIGALRM, fire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _plain_number(s: str) -> float | None:
@@ -501,11 +269,11 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z ]+")
 
 
 def _is_word(s: str) -> bool:
-    return bool(_WORD.fullmatch(s)) and s.strip() not in _ALLOWED_NAMES
+    return bool(_WORD.fullmatch(s)) and s.strip() not in ALLOWED_NAMES
 
 
 def _scalar_equal(p: str, g: str) -> bool:
-    if _compact(p) == _compact(g):
+    if compact(p) == compact(g):
         return True
     if _is_word(p) or _is_word(g):  # "even", "Evelyn": words, not products of symbols
         return False
@@ -533,9 +301,9 @@ def _scalar_equal(p: str, g: str) -> bool:
 
 def _guarded(fn: Callable[[], bool]) -> bool:
     try:
-        with _time_limit(TIMEOUT_S):
+        with time_limit(TIMEOUT_S):
             return fn()
-    except _Timeout:
+    except TimeLimitExceeded:
         return False
     except (RecursionError, MemoryError):
         return False
@@ -548,6 +316,6 @@ def math_equal(prediction: object, gold: object) -> bool:
     p, g = normalize_math(prediction), normalize_math(gold)
     if not p or not g:
         return False
-    if _compact(p) == _compact(g):
+    if compact(p) == compact(g):
         return True
     return _guarded(lambda: _node_equal(_structure(p), _structure(g)))

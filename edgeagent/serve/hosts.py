@@ -26,7 +26,6 @@ import contextlib
 import queue
 import threading
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from edgeagent.engines.base import Completion, Engine, Message, TokenCallback
@@ -140,30 +139,3 @@ class PoolHost:
     def close(self) -> None:
         for e in self._engines:
             e.close()
-
-
-def open_host(path: Path, *, name: str, kind: HostKind, parallel: int, n_ctx: int,
-              threads: int | None, max_votes: int, lora: str | None = None,
-              lora_scale: float = 1.0) -> EngineHost:
-    """Load the model for `kind`; UserError (one line) for a bad file."""
-    from edgeagent.engines.llamacpp import LlamaCppEngine, default_threads
-
-    total = threads or default_threads()
-    if kind == "batched":
-        from edgeagent.serve.batched import BatchedHost
-
-        return BatchedHost(path, name=name, slots=parallel, n_ctx=n_ctx, threads=total,
-                           max_votes=max_votes, lora=lora, lora_scale=lora_scale)
-    count = parallel if kind == "per-slot" else 1
-    per = max(1, total // count)
-    engines: list[Engine] = []
-    try:
-        for _ in range(count):
-            engines.append(LlamaCppEngine(path, n_ctx=n_ctx, n_threads=per,
-                                          max_parallel=max(8, max_votes), lora=lora,
-                                          lora_scale=lora_scale))
-    except BaseException:
-        for e in engines:
-            e.close()
-        raise
-    return PoolHost(engines, name, kind)

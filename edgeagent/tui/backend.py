@@ -28,6 +28,8 @@ class Backend(Protocol):
 
     def wikis(self) -> dict[str, int]: ...  # index name -> passages
 
+    def containment_warning(self) -> str | None: ...  # the code tool is weakly contained
+
 
 @dataclass
 class Problem:
@@ -66,9 +68,21 @@ class LocalBackend:
 
         return {m.name: m.passages for m in list_indexes()}
 
+    def containment_warning(self) -> str | None:
+        from edgeagent.tools.sandbox import protections, python_layer_only
+
+        try:
+            weak = python_layer_only(protections())
+        except UserError as exc:
+            return f"The code tool cannot start: {exc}"
+        if weak:
+            return ("Only the Python guard contains model-written code on this kernel "
+                    "(no Landlock, no seccomp). See `edgeagent doctor`.")
+        return None
+
 
 def _fetch_default_model(progress: ProgressCallback) -> None:
-    from edgeagent.models.default import ensure_default_model
+    from edgeagent.models.registry import ensure_default_model
 
     done = threading.Event()
     start = time.monotonic()

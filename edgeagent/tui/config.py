@@ -21,11 +21,10 @@ ignored: a config typo never stops the app. Not covered: per-screen keys.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from edgeagent import locations
 

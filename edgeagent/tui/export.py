@@ -1,8 +1,8 @@
 """Export a chat as Markdown, and its answers' trajectory records as JSON Lines.
 
 `to_trainer_record` is the one place that maps a stored record to the
-trainer's schema; today the stored record already is the DESIGN.md record,
-so it only drops UI-only keys. Not covered: importing chats back.
+trainer's schema; today the stored record already is the trajectory record
+(docs/architecture.md), so it only drops UI-only keys. Not covered: importing chats back.
 """
 
 from __future__ import annotations

@@ -1,29 +1,30 @@
-"""The TUI's view of "something that answers": `AgentRunner`, and the adapter
-that builds the real one.
+"""The TUI's view of "something that answers": `AgentRunner`, the agent loop
+as one (`LoopRunner`), and `build_runner`, which loads the GGUF and wraps it.
 
 `AgentRunner.run(question, on_event=…, history=…, settings=…)` runs one
 question on a worker thread, calls `on_event` with the events of
-`edgeagent.agent.events`, and returns the trajectory record (DESIGN.md
-schema) as a dict. `cancel()` may be called from the UI thread at any time:
-generation stops after the current token, a running code call is killed.
+`edgeagent.agent.events`, and returns the trajectory record (schema in
+docs/architecture.md) as a dict. `cancel()` may be called from the UI thread
+at any time: generation stops after the current token, a running code call
+is killed.
 
-`build_runner()` loads the GGUF and returns the agent loop's runner
-(`agent_runner.LoopRunner`) when `edgeagent.agent.loop` imports, else `ChatRunner`, a plain
-chat with the engine (one step, no tools) so the app works before the agent
-exists. Not covered: HTTP engines (the TUI runs local models only).
+`LoopRunner` makes one `edgeagent.agent.loop.Agent` per question (its config
+comes from the app's current settings: votes, temperature, max steps, wiki);
+the wiki index is opened once per name. Chat history is not passed on: each
+question is a new agent task. Not covered: HTTP engines (the TUI runs local
+models only), the first-thought prefix, teacher prompts.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from edgeagent.agent.events import Cancelled, EventHandler, FinalAnswer, RunStart, StepStart, Token
+from edgeagent.agent.events import EventHandler
+from edgeagent.agent.loop import Agent, AgentConfig
 from edgeagent.engines.base import Message
 
 
@@ -49,73 +50,51 @@ class AgentRunner(Protocol):
     def close(self) -> None: ...
 
 
-def chat_record(question: str, answer: str, *, model: str, engine: str,
-                messages: list[Message], completion_tokens: int, prompt_tokens: int,
-                generate_s: float, total_s: float) -> dict[str, Any]:
-    """A trajectory record (DESIGN.md schema) for a one-step chat answer."""
-    return {
-        "id": uuid.uuid4().hex, "question": question, "model": model, "engine": engine,
-        "prompt_version": "tui-chat", "steps": [], "answer": answer,
-        "tokens": {"prompt": prompt_tokens, "completion": completion_tokens},
-        "timings": {"generate_s": generate_s, "total_s": total_s},
-        "messages": [*messages, {"role": "assistant", "content": answer}],
-    }
-
-
-class ChatRunner:
-    """Plain chat with an engine: StepStart(1), Token*, FinalAnswer (or Cancelled)."""
+class LoopRunner:
+    """The agent loop as an `AgentRunner`; `cancel()` reaches the running agent."""
 
     def __init__(self, engine: Any, model_label: str, quant: str) -> None:
         self.engine = engine
         self.model_label = model_label
         self.quant = quant
-        self._stop = threading.Event()
+        self._agent: Agent | None = None
+        self._lock = threading.Lock()
+        self._search: dict[str, Callable[..., Any]] = {}
+
+    def _search_for(self, wiki: str | None) -> Callable[..., Any] | None:
+        if not wiki:
+            return None
+        if wiki not in self._search:
+            from edgeagent.wiki.index import WikiIndex
+
+            self._search[wiki] = WikiIndex.open(wiki).search
+        return self._search[wiki]
 
     def run(self, question: str, *, on_event: EventHandler, history: Sequence[Message],
             settings: RunSettings) -> dict[str, Any]:
-        messages: list[Message] = [*history, {"role": "user", "content": question}]
-        self._stop.clear()
-
-        def on_token(i: int, piece: str) -> None:
-            if self._stop.is_set():  # a cancel that came before generate() started
-                self.engine.cancel()
-            on_event(Token(step=1, candidate=i, text=piece))
-
-        on_event(RunStart(question=question, model=self.model_label, votes=1, max_steps=1))
-        on_event(StepStart(step=1))
-        start = time.perf_counter()
-        out = self.engine.generate(
-            messages, temperature=settings.temperature, top_p=settings.top_p,
-            max_tokens=settings.max_tokens,
-            on_token=on_token,
-        )[0]
-        total = time.perf_counter() - start
-        answer = out.text.strip()
-        if out.finish_reason == "cancelled" or self._stop.is_set():
-            on_event(Cancelled(step=1))
-        else:
-            on_event(FinalAnswer(answer=answer, step=1))
-        return chat_record(
-            question, answer, model=self.model_label, engine="llama.cpp", messages=messages,
-            completion_tokens=out.completion_tokens, prompt_tokens=out.prompt_tokens,
-            generate_s=out.timings.generate_s or total, total_s=total,
-        )
+        config = AgentConfig(votes=settings.votes, temperature=settings.temperature,
+                             top_p=settings.top_p, max_steps=settings.max_steps,
+                             max_tokens=settings.max_tokens)
+        agent = Agent(self.engine, search=self._search_for(settings.wiki), config=config,
+                      on_event=on_event, model_name=self.model_label)
+        with self._lock:
+            self._agent = agent
+        try:
+            return agent.run(question).to_dict()
+        finally:
+            with self._lock:
+                self._agent = None
 
     def cancel(self) -> None:
-        self._stop.set()
-        self.engine.cancel()
+        with self._lock:
+            agent = self._agent
+        if agent is not None:
+            agent.cancel()
+        else:
+            self.engine.cancel()
 
     def close(self) -> None:
         self.engine.close()
-
-
-def _agent_runner(engine: Any, model_label: str, quant: str) -> AgentRunner | None:
-    """The real agent loop as an `AgentRunner`, or None while `edgeagent.agent` has none."""
-    try:
-        from edgeagent.tui.agent_runner import LoopRunner
-    except ImportError:
-        return None
-    return LoopRunner(engine, model_label, quant)
 
 
 def build_runner(model_path: Path, model_label: str | None = None) -> AgentRunner:
@@ -123,6 +102,4 @@ def build_runner(model_path: Path, model_label: str | None = None) -> AgentRunne
     from edgeagent.engines.llamacpp import LlamaCppEngine
 
     engine = LlamaCppEngine(model_path)
-    label = model_label or engine.name
-    runner = _agent_runner(engine, label, engine.quant)
-    return runner if runner is not None else ChatRunner(engine, label, engine.quant)
+    return LoopRunner(engine, model_label or engine.name, engine.quant)

@@ -13,7 +13,6 @@ Modules (import them directly; this package imports nothing heavy):
 - `tool`: the `web_search` observation text in the paper's format.
 - `starter`: the starter index from the vital-articles wheel (`ensure_starter_index`).
 - `recall`: recall@k of an index against questions with gold titles.
-- `progress`: a rich progress bar with passages/s for builds.
 
 Not covered: dense retrieval, incremental updates of an existing index.
 """

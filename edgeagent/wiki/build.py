@@ -19,7 +19,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from edgeagent.errors import UserError
@@ -120,7 +120,7 @@ def build_index(
         elapsed = time.perf_counter() - started
         meta = IndexMeta(
             name=name, source=source, format=fmt, passages=count,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
             profile=profile, generation="", attribution=attribution, license=license,
             build_seconds=round(elapsed, 3), extra=dict(extra or {}),
         )

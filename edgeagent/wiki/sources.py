@@ -28,11 +28,13 @@ import json
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 from xml.etree.ElementTree import ParseError
 
 from edgeagent.errors import UserError
 from edgeagent.wiki.passages import SourcePassage, article_passages
+
+T = TypeVar("T")
 
 FORMATS: tuple[str, ...] = ("jsonl", "dpr-tsv", "mediawiki")
 
@@ -170,17 +172,21 @@ class Source:
             if self._raw is not None:
                 self._raw.close()
 
-    def _jsonl(self, stream: BinaryIO) -> Iterator[SourcePassage]:
-        lineno = 0
-        lines = iter(stream)
+    def _numbered(self, items: Iterator[T], unit: str = "") -> Iterator[tuple[int, T]]:
+        """`(n, item)` from 1; a read error becomes a `UserError` saying where."""
+        n = 0
         while True:
             try:
-                raw = next(lines)
+                item = next(items)
             except StopIteration:
                 return
             except Exception as exc:
-                raise self._user_error(exc, f"after line {lineno}") from None
-            lineno += 1
+                raise self._user_error(exc, f"after {unit} {n}" if unit else "") from None
+            n += 1
+            yield n, item
+
+    def _jsonl(self, stream: BinaryIO) -> Iterator[SourcePassage]:
+        for lineno, raw in self._numbered(iter(stream), "line"):
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -234,15 +240,7 @@ class Source:
     def _dpr_tsv(self, stream: BinaryIO) -> Iterator[SourcePassage]:
         text_stream = io.TextIOWrapper(stream, encoding="utf-8", newline="")
         reader = csv.reader(text_stream, delimiter="\t")
-        row_no = 0
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except Exception as exc:
-                raise self._user_error(exc, f"after row {row_no}") from None
-            row_no += 1
+        for row_no, row in self._numbered(reader, "row"):
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if row_no == 1 and [c.strip().lower().lstrip("\ufeff") for c in row] == [
@@ -262,14 +260,7 @@ class Source:
     def _mediawiki(self, stream: BinaryIO) -> Iterator[SourcePassage]:
         from edgeagent.wiki.mediawiki import iter_articles
 
-        articles = iter_articles(stream)
-        while True:
-            try:
-                page_id, title, text = next(articles)
-            except StopIteration:
-                return
-            except Exception as exc:
-                raise self._user_error(exc) from None
+        for _, (page_id, title, text) in self._numbered(iter_articles(stream)):
             yield from article_passages(title, text, page_id)
 
 

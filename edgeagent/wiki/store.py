@@ -28,6 +28,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from edgeagent.atomic import atomic_write_text
 from edgeagent.errors import UserError
 from edgeagent.locations import wiki_dir
 
@@ -147,12 +148,7 @@ def commit(tmp: Path, meta: IndexMeta, root: Path | None = None) -> Path:
     os.replace(tmp, live)
     meta.generation = generation
     data = json.dumps(asdict(meta), ensure_ascii=False, indent=2) + "\n"
-    part = folder / f".{META_FILE}.{os.getpid()}.part"
-    with open(part, "w", encoding="utf-8") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(part, folder / META_FILE)
+    atomic_write_text(folder / META_FILE, data)
     with contextlib.suppress(OSError):
         _fsync_dir(folder)
     cleanup(meta.name, root)
@@ -185,7 +181,7 @@ def cleanup(name: str, root: Path | None = None) -> None:
             parts = child.name.split("-")
             remove = len(parts) >= 3 and parts[1].isdigit() and not _pid_alive(int(parts[1]))
         elif child.name.startswith(f".{META_FILE}.") and child.name.endswith(".part"):
-            pid = child.name.split(".")[-2]
+            pid = child.name[len(f".{META_FILE}."):].split(".")[0]  # see edgeagent.atomic
             remove = pid.isdigit() and not _pid_alive(int(pid))
         if remove:
             if child.is_dir():

@@ -5,16 +5,28 @@
         r.stdout, r.last_value_repr, r.error        # "120\\n", "120", None
         render_turns(r, step=1)                      # the paper's observation turn
 
-Layers. The process is the wall: a worker subprocess per session (own process
-group, scrubbed env, temp cwd, stdin on /dev/null, RLIMIT_AS/CPU/FSIZE=0/NOFILE,
-see `limits`), killed as a group when a call overruns `timeout_s + kill_grace_s`,
-and restarted lazily; the killed call's error says plainly that variables were
-lost. RestrictedPython is the second line (`policy`, `modules`): guarded
-attribute/item/write/iteration/print, an import allowlist (math, re, itertools,
-collections, fractions, statistics, datetime, functools, time's clocks, numpy,
-sympy) handing out read-only module proxies, no open/eval/exec/compile/
-__import__/globals/vars. A soft limit at `timeout_s` interrupts model code
-inside the worker first, which keeps the state.
+Layers. Two independent ones, each assuming the other is broken.
+
+- The OS layer (`confine`, `landlock`, `seccomp`, `limits`): a worker
+  subprocess per session (own process group, scrubbed env, temp cwd, stdin
+  on /dev/null, RLIMIT_AS/CPU/FSIZE=0/CORE=0/NOFILE/NPROC) that, before any
+  model code, enters a network namespace, sets no_new_privs, and confines
+  itself with Landlock (reads only where Python lives, writes only in its
+  temp dir, no exec, no TCP, signals scoped) and seccomp (no exec, sockets,
+  ptrace, namespaces, ...). It is killed as a group when a call overruns
+  `timeout_s + kill_grace_s`, and restarted lazily; the killed call's error
+  says plainly that variables were lost. Each layer is used where the kernel
+  has it; `protections()` says which are active here and why others are not.
+- The Python layer (`policy`, `objects`, `names`): RestrictedPython with
+  guarded attribute/item/write/iteration/print, an import allowlist (math,
+  re, itertools, collections, fractions, statistics, datetime, functools,
+  time's clocks, numpy, sympy) handing out read-only module proxies, no
+  open/eval/exec/compile/__import__/globals/vars, and a provenance check on
+  every value model code obtains: only plain values and functions, classes
+  and instances defined in allowed modules get through.
+
+A soft limit at `timeout_s` interrupts model code inside the worker first,
+which keeps the state.
 
 State persists between `run` calls (variables, imports, functions).
 
@@ -38,9 +50,8 @@ sends back its string. Model code never holds a file or socket. Without a
 `final_answer(x)` ends the snippet: `is_final=True`, `final_answer=x` (x when
 JSON-able, numpy converted, else repr(x)).
 
-Not covered: syscall filtering (seccomp/landlock) and network namespaces: code
-that escaped RestrictedPython could read the user's files or open sockets, but
-not write files (FSIZE 0), exceed memory/CPU/time, or see the host's env.
+Not covered: GPU or device access policies; a kernel without Landlock or
+seccomp leaves the rlimits and the Python layer (`protections()` says so).
 """
 
 from __future__ import annotations
@@ -56,7 +67,45 @@ if TYPE_CHECKING:
         render_turns,
     )
 
-__all__ = ["CodeSandbox", "ExecResult", "format_error", "format_observation", "render_turns"]
+__all__ = [
+    "CodeSandbox",
+    "ExecResult",
+    "format_error",
+    "format_observation",
+    "protections",
+    "python_layer_only",
+    "render_turns",
+]
+_PROTECTIONS: list[dict[str, Any]] = []
+
+
+def protections(refresh: bool = False) -> dict[str, Any]:
+    """Which sandbox layers are active on this machine, and why the others are not.
+
+    Starts one worker (about 0.1 s; cached for the process) and returns
+    `{"layers": {name: {"active": bool, "detail": str}}, "confine_ms": float,
+    "worker_ready_ms": float}`. Layer names: namespaces, uid (only when
+    running as root), rlimits, no_new_privs, landlock, seccomp, python.
+    `detail` says what is enforced, or why a layer is inactive. Raises
+    `UserError` when no worker can start at all."""
+    if _PROTECTIONS and not refresh:
+        return _PROTECTIONS[0]
+    from edgeagent.tools.sandbox.host import CodeSandbox
+
+    with CodeSandbox() as box:
+        report = dict(box.protections)
+    layers = dict(report.get("layers") or {})
+    layers["python"] = {"active": True,
+                        "detail": "RestrictedPython, import allowlist, provenance checks"}
+    report["layers"] = layers
+    _PROTECTIONS[:] = [report]
+    return report
+
+
+def python_layer_only(report: dict[str, Any] | None = None) -> bool:
+    """True when neither Landlock nor seccomp is active: the app should warn."""
+    layers = (report or protections()).get("layers", {})
+    return not any(layers.get(n, {}).get("active") for n in ("landlock", "seccomp"))
 
 
 def __getattr__(name: str) -> Any:

@@ -7,118 +7,44 @@ worker lazily after a kill or crash. Every read from the worker is bounded in
 size and time, so neither a print bomb nor a hostile worker can stall the host
 or fill its memory.
 
-Not covered: what model code may do inside the worker (`policy`, `modules`,
-`limits`). One `CodeSandbox` is not thread-safe; use one per agent session.
+`protections` holds the worker's report of its confinement layers (from its
+`ready` frame). Starting, killing and cleaning up the process is `process`.
+
+Not covered: what model code may do inside the worker (`policy`, `objects`,
+`confine`). One `CodeSandbox` is not thread-safe; use one per agent session.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import importlib.util
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 from edgeagent.errors import UserError
 from edgeagent.tools.sandbox import protocol
 from edgeagent.tools.sandbox.limits import Limits, scrubbed_env
+from edgeagent.tools.sandbox.process import (
+    BOOTSTRAP,
+    Worker,
+    WorkerLost,
+    cleanup,
+    lost_on_channel_errors,
+    stderr_tail,
+    worker_path,
+)
 from edgeagent.tools.sandbox.result import ExecResult
 
 Tool = Callable[[str], str]
 
-# Run with -I -S: no user site, no .pth processing (that alone costs ~40 ms);
-# the package root and the directories of the worker's dependencies are put
-# on sys.path explicitly.
-_BOOTSTRAP = (
-    "import sys, json; sys.path[:0] = json.loads(sys.argv[1]); "
-    "from edgeagent.tools.sandbox.worker import main; main(sys.argv[2:])"
-)
-_ROOT = str(Path(__file__).resolve().parents[3])
-_DEPENDENCIES = ("RestrictedPython", "numpy", "sympy", "mpmath")
-
-
-@functools.lru_cache(maxsize=1)
-def _worker_path() -> str:
-    """The sys.path entries the worker needs (JSON), found without importing."""
-    paths = [_ROOT]
-    for name in _DEPENDENCIES:
-        try:
-            spec = importlib.util.find_spec(name)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is not None and spec.origin:
-            where = str(Path(spec.origin).parent.parent)
-            if where not in paths:
-                paths.append(where)
-    return json.dumps(paths)
-
-
 _RESERVED = frozenset({"final_answer", "print", "printed"})
 LOST_STATE = "variables, imports and functions from earlier steps were lost"
-
-
-class _WorkerLost(Exception):
-    def __init__(self, message: str, *, timed_out: bool = False) -> None:
-        super().__init__(message)
-        self.timed_out = timed_out
-
-
-@contextlib.contextmanager
-def _lost_on_channel_errors() -> Iterator[None]:
-    """Pipe failures while talking to the worker become `_WorkerLost` (a restart)."""
-    try:
-        yield
-    except protocol.ChannelTimeout:
-        raise _WorkerLost("timeout", timed_out=True) from None
-    except protocol.ChannelClosed:
-        raise _WorkerLost("crashed") from None
-    except protocol.ProtocolError as exc:
-        raise _WorkerLost(f"protocol: {exc}") from None
-
-
-class _Worker:
-    """One running worker process group and its pipe ends."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], rfd: int, wfd: int) -> None:
-        self.proc = proc
-        self.rfd = rfd
-        self.wfd = wfd
-        self.pid = proc.pid
-
-    def kill(self) -> None:
-        _kill_group(self.proc, (self.rfd, self.wfd))
-
-
-def _kill_group(proc: subprocess.Popen[bytes], fds: Sequence[int]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):  # SIGKILL cannot be ignored
-        proc.wait(timeout=5)
-    for fd in fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-
-
-def _cleanup(holder: dict[str, Any]) -> None:
-    worker = holder.get("worker")
-    if worker is not None:
-        worker.kill()
-        holder["worker"] = None
-    workdir = holder.get("workdir")
-    if workdir:
-        shutil.rmtree(workdir, ignore_errors=True)
-        holder["workdir"] = None
 
 
 class CodeSandbox:
@@ -137,6 +63,7 @@ class CodeSandbox:
         preload: Sequence[str] = (),
         python: str | None = None,
     ) -> None:
+        self._layers = {"python_layer": True, "os_layer": True}
         self._tools: dict[str, Tool] = {}
         for name, fn in (tools or {}).items():
             if not (isinstance(name, str) and name.isidentifier()) or name.startswith("_"):
@@ -152,7 +79,7 @@ class CodeSandbox:
             raise UserError("sandbox memory limit must be at least 256 MiB")
         if max_output_chars < 100:
             raise UserError("sandbox output cap must be at least 100 characters")
-        from edgeagent.tools.sandbox.modules import module_allowed
+        from edgeagent.tools.sandbox.names import module_allowed
 
         for name in preload:
             if not module_allowed(name):
@@ -166,12 +93,13 @@ class CodeSandbox:
         self.preload = tuple(preload)
         self.python = python or sys.executable
         self._holder: dict[str, Any] = {"worker": None, "workdir": None}
-        self._finalizer = weakref.finalize(self, _cleanup, self._holder)
+        self._finalizer = weakref.finalize(self, cleanup, self._holder)
         self._round: list[int | None] | None = None  # candidates awaiting commit
         self._closed = False
         self.restarts = 0
         self.worker_pid: int | None = None
         self.last_start_ms: float | None = None
+        self.protections: dict[str, Any] = {}  # the worker's last `ready` report
 
     # ---- lifecycle
 
@@ -188,8 +116,8 @@ class CodeSandbox:
         self.close()
 
     @property
-    def _worker(self) -> _Worker | None:
-        worker: _Worker | None = self._holder["worker"]
+    def _worker(self) -> Worker | None:
+        worker: Worker | None = self._holder["worker"]
         return worker
 
     @property
@@ -208,7 +136,7 @@ class CodeSandbox:
         """Kill the worker's process group and remove its temp directory."""
         self._closed = True
         self._round = None
-        _cleanup(self._holder)
+        cleanup(self._holder)
 
     def reset(self) -> None:
         """Drop all state: the next call runs in a fresh interpreter."""
@@ -228,13 +156,14 @@ class CodeSandbox:
                 "limits": self.limits.as_dict(),
                 "max_output_chars": self.max_output_chars,
                 "preload": list(self.preload),
+                **self._layers,
             }
         )
         stderr_path = os.path.join(workdir, "worker-stderr.log")
         try:
             with open(stderr_path, "wb") as stderr:
                 proc = subprocess.Popen(
-                    [self.python, "-I", "-S", "-B", "-c", _BOOTSTRAP, _worker_path(),
+                    [self.python, "-I", "-S", "-B", "-c", BOOTSTRAP, worker_path(),
                      str(h2w_r), str(w2h_w), config],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
@@ -252,7 +181,7 @@ class CodeSandbox:
         os.close(w2h_w)
         os.set_blocking(w2h_r, False)
         os.set_blocking(h2w_w, False)
-        worker = _Worker(proc, w2h_r, h2w_w)
+        worker = Worker(proc, w2h_r, h2w_w)
         try:
             msg = protocol.recv(
                 w2h_r, 4096, time.monotonic() + self.start_timeout_s + len(self.preload) * 10
@@ -261,11 +190,17 @@ class CodeSandbox:
                 raise protocol.ProtocolError(f"unexpected first message {msg.get('t')!r}")
         except protocol.ProtocolError as exc:
             worker.kill()
-            detail = _tail(stderr_path) or str(exc)
+            detail = stderr_tail(stderr_path) or str(exc)
             raise UserError(f"the Python sandbox did not start: {detail}") from None
         self._holder["worker"] = worker
         self.worker_pid = int(msg.get("pid", proc.pid))
         self.last_start_ms = (time.perf_counter() - started) * 1000
+        layers = msg.get("layers")
+        self.protections = {
+            "layers": layers if isinstance(layers, dict) else {},
+            "confine_ms": msg.get("confine_ms"),
+            "worker_ready_ms": msg.get("worker_ready_ms"),
+        }
 
     def _drop_worker(self) -> None:
         worker = self._worker
@@ -289,7 +224,7 @@ class CodeSandbox:
             self._send(worker, {"t": "run", "code": code, "timeout": self.timeout_s})
             msg = self._await(worker, "result", self.timeout_s + self.kill_grace_s,
                               protocol.result_bound(self.max_output_chars))
-        except _WorkerLost as lost:
+        except WorkerLost as lost:
             return self._lost(lost, started)
         return ExecResult.from_wire(msg)
 
@@ -318,8 +253,8 @@ class CodeSandbox:
             )
             wire = msg.get("results")
             if not isinstance(wire, list) or len(wire) != len(to_send):
-                raise _WorkerLost("the interpreter sent a malformed candidates reply")
-        except _WorkerLost as lost:
+                raise WorkerLost("the interpreter sent a malformed candidates reply")
+        except WorkerLost as lost:
             failed = self._lost(lost, started)
             return [r if r is not None else failed for r in results]
         mapping: list[int | None] = []
@@ -365,7 +300,7 @@ class CodeSandbox:
         try:
             self._send(worker, request)
             msg = self._await(worker, ("committed", "discarded"), 5.0, 4096)
-        except _WorkerLost:
+        except WorkerLost:
             self._drop_worker()
             self.restarts += 1
             return False
@@ -388,7 +323,7 @@ class CodeSandbox:
             )
         return None
 
-    def _ensure(self) -> _Worker:
+    def _ensure(self) -> Worker:
         if self._worker is None:
             self.start()
         worker = self._worker
@@ -396,17 +331,17 @@ class CodeSandbox:
         return worker
 
     @staticmethod
-    def _send(worker: _Worker, request: dict[str, Any]) -> None:
-        """A request to the worker; a worker that died before reading it is `_WorkerLost`
+    def _send(worker: Worker, request: dict[str, Any]) -> None:
+        """A request to the worker; a worker that died before reading it is `WorkerLost`
         (the write can hit the closed pipe before the death is noticed anywhere else)."""
-        with _lost_on_channel_errors():
+        with lost_on_channel_errors():
             protocol.send(worker.wfd, request, time.monotonic() + 5)
 
     def _await(
-        self, worker: _Worker, kinds: str | tuple[str, ...], budget_s: float, bound: int
+        self, worker: Worker, kinds: str | tuple[str, ...], budget_s: float, bound: int
     ) -> dict[str, Any]:
         deadline = time.monotonic() + budget_s
-        with _lost_on_channel_errors():
+        with lost_on_channel_errors():
             while True:
                 msg = protocol.recv(worker.rfd, bound, deadline)
                 kind = msg.get("t")
@@ -418,7 +353,7 @@ class CodeSandbox:
                     return msg
                 raise protocol.ProtocolError(f"unexpected message {kind!r}")
 
-    def _answer_tool(self, worker: _Worker, msg: dict[str, Any]) -> float:
+    def _answer_tool(self, worker: Worker, msg: dict[str, Any]) -> float:
         started = time.monotonic()
         name, arg = msg.get("name"), msg.get("arg")
         fn = self._tools.get(name) if isinstance(name, str) else None
@@ -433,7 +368,7 @@ class CodeSandbox:
         protocol.send(worker.wfd, reply, time.monotonic() + 5)
         return time.monotonic() - started
 
-    def _lost(self, lost: _WorkerLost, started: float) -> ExecResult:
+    def _lost(self, lost: WorkerLost, started: float) -> ExecResult:
         self._drop_worker()
         self._round = None
         self.restarts += 1
@@ -457,13 +392,3 @@ class CodeSandbox:
             restarted=True,
             duration_ms=(time.perf_counter() - started) * 1000,
         )
-
-
-def _tail(path: str, limit: int = 2000) -> str:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()[-limit:]
-    except OSError:
-        return ""
-    lines = data.decode("utf-8", "replace").strip().splitlines()
-    return lines[-1] if lines else ""

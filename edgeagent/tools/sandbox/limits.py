@@ -10,10 +10,10 @@ prctl is missing). The worker also runs in its own session (process group),
 in a private temp directory, with stdin on /dev/null; the host kills the whole
 group on a hard timeout.
 
-Not covered: syscall filtering (no seccomp/landlock here), network
-namespaces. A process that escaped RestrictedPython can still read files the
-user can read and open sockets: keep secrets out of reach of the user that
-runs the app, or run it in a container.
+RLIMIT_NPROC is set later, by `confine`, once the worker knows which uid
+it runs as.
+
+Not covered: namespaces, Landlock, seccomp (`confine`).
 """
 
 from __future__ import annotations
@@ -37,10 +37,11 @@ class Limits:
     memory_mb: int = 1024
     cpu_budget_s: int = 3600
     nofile: int = 64
+    nproc: int = 64  # processes the worker may add (candidates, model forks)
 
     def as_dict(self) -> dict[str, int]:
         return {"memory_mb": self.memory_mb, "cpu_budget_s": self.cpu_budget_s,
-                "nofile": self.nofile}
+                "nofile": self.nofile, "nproc": self.nproc}
 
 
 def scrubbed_env(workdir: str) -> dict[str, str]:

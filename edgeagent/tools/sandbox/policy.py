@@ -1,53 +1,37 @@
 """RestrictedPython policy: what model code may compile to and reach at run time.
 
-Covers compilation (`compile_snippet`: RestrictedPython's checks plus two
-additions: `a[k] += v` / `obj.x += v` are allowed, rewritten through the guards,
-and the last expression's value is kept for the observation), the guard
-functions RestrictedPython calls (`_getattr_`, `_getitem_`, `_write_`,
-`_getiter_`, `_inplacevar_`, `_apply_`, `_print_`), the safe `str.format`, and
-the builtins. This is the second line of defence: the worker process and its
-limits are the wall (see `limits`). Imports are in `modules`.
+Covers compilation (`compile_snippet`: RestrictedPython's checks plus:
+`a[k] += v` / `obj.x += v` are allowed, rewritten through the guards; every
+call's result and every decorator's result pass `_vet_`; the last
+expression's value is kept for the observation), the guard functions
+RestrictedPython calls (`_getattr_`, `_getitem_`, `_write_`, `_inplacevar_`,
+`_apply_`, `_print_`), and the safe `str.format`. This is the Python layer;
+the OS layer (`confine`) assumes it is broken. What values model code may
+hold is `objects`; the name tables are `names`; the builtins `namespace`.
 
-Does not cover running the code, timeouts or output transport (`worker`).
+Does not cover running the code, timeouts or output transport (`session`).
 """
 
 from __future__ import annotations
 
 import _string
 import ast
-import builtins
 import functools
 import operator
 import string
 import types
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from RestrictedPython import compile_restricted_exec
-from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
-from RestrictedPython.transformer import INSPECT_ATTRIBUTES, RestrictingNodeTransformer
+from RestrictedPython.transformer import RestrictingNodeTransformer
+
+from edgeagent.tools.sandbox.names import DENIED_ATTRS
+from edgeagent.tools.sandbox.objects import proxy_for, trust, vet
 
 LAST_VALUE = "_last_value_"
 NO_VALUE: Any = object()
-
-# Attribute names refused on every object, whatever its type: frames, code and
-# generator internals; file, FFI and pickle entry points of numpy; exec-like
-# entry points of sympy; process and environment access.
-DENIED_ATTRS = frozenset(INSPECT_ATTRIBUTES) | {
-    "gi_frame", "gi_code", "gi_yieldfrom", "gi_suspended",
-    "cr_frame", "cr_code", "cr_await", "cr_origin",
-    "ag_frame", "ag_code", "ag_await",
-    "tb_frame", "tb_next", "f_back", "f_globals", "f_locals", "f_builtins", "f_code",
-    "func_globals", "func_code", "mro",
-    "ctypes", "cffi", "ctypeslib", "tofile", "fromfile", "fromregex", "dump", "load", "loads",
-    "save", "savez", "savez_compressed", "savetxt", "loadtxt", "genfromtxt", "memmap",
-    "open_memmap", "DataSource", "show_config", "show_runtime", "get_include", "info",
-    "source", "lookfor",
-    "lambdify", "preview", "var", "init_session", "init_printing", "autowrap", "ufuncify",
-    "exec", "eval", "system", "popen", "spawn", "fork", "environ", "getenv", "putenv",
-    "unsetenv", "builtins", "modules",
-}
 
 
 class SandboxError(Exception):
@@ -113,6 +97,31 @@ class SnippetTransformer(RestrictingNodeTransformer):
             return ast.Tuple([self._slice_expr(e) for e in node.elts], ast.Load())
         result: ast.expr = self.visit(node)
         return result
+
+    def visit_Call(self, node: ast.Call) -> Any:
+        """Every call's return value passes `_vet_` (see `objects.vet`)."""
+        visited = super().visit_Call(node)
+        assert isinstance(visited, ast.expr)
+        wrapped = ast.Call(ast.Name("_vet_", ast.Load()), [visited], [])
+        ast.copy_location(wrapped, node)
+        ast.fix_missing_locations(wrapped)
+        return wrapped
+
+    def _vet_decorators(self, node: Any) -> Any:
+        """`@d` becomes `@_decorate_(d)`: what a decorator returns passes `_vet_` too."""
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            node.decorator_list = [
+                ast.copy_location(ast.Call(ast.Name("_decorate_", ast.Load()), [d], []), d)
+                for d in node.decorator_list
+            ]
+            ast.fix_missing_locations(node)
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
+        return self._vet_decorators(super().visit_FunctionDef(node))
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> Any:
+        return self._vet_decorators(super().visit_ClassDef(node))
 
     def visit_Module(self, node: ast.Module) -> Any:
         visited = super().visit_Module(node)
@@ -184,8 +193,11 @@ def _safe_format_map(template: str, mapping: Any, /) -> str:
     return _FORMATTER.vformat(template, (), mapping)
 
 
+trust(_safe_format, _safe_format_map)
+
+
 def guarded_getattr(obj: Any, name: str, *default: Any) -> Any:
-    """`getattr` for model code: no private or denied names, no live modules."""
+    """`getattr` for model code: no private or denied names; the value passes `vet`."""
     _check_attr_name(name)
     if name in ("format", "format_map") and (obj is str or isinstance(obj, str)):
         fn: Callable[..., str] = _safe_format if name == "format" else _safe_format_map
@@ -197,10 +209,8 @@ def guarded_getattr(obj: Any, name: str, *default: Any) -> Any:
             return default[0]
         raise
     if isinstance(value, types.ModuleType):
-        from edgeagent.tools.sandbox.modules import proxy_for
-
         return proxy_for(value)
-    return value
+    return vet(value)
 
 
 def guarded_hasattr(obj: Any, name: str) -> bool:
@@ -212,7 +222,7 @@ def guarded_hasattr(obj: Any, name: str) -> bool:
 
 
 def guarded_getitem(obj: Any, key: Any) -> Any:
-    return obj[key]
+    return vet(obj[key])
 
 
 class _ItemWriter:
@@ -283,6 +293,15 @@ def inplacevar(op: str, x: Any, y: Any) -> Any:
     return _INPLACE[op](x, y)
 
 
+def vetting_decorator(decorator: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """`_decorate_`: apply `decorator`, then `vet` what it returned."""
+
+    def apply(target: Any) -> Any:
+        return vet(decorator(target))
+
+    return apply
+
+
 def apply_call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return fn(*args, **kwargs)
 
@@ -328,82 +347,3 @@ class PrintCollector:
         sep = " " if sep is None else sep
         end = "\n" if end is None else end
         self.write(sep.join(str(o) for o in objects) + end)
-
-
-# ---------------------------------------------------------------- builtins
-
-_SAFE_BUILTINS = [
-    "abs", "all", "any", "ascii", "bin", "bool", "bytearray", "bytes", "callable", "chr",
-    "classmethod", "complex", "dict", "divmod", "enumerate", "filter", "float", "format",
-    "frozenset", "hash", "hex", "id", "int", "isinstance", "issubclass", "iter", "len",
-    "list", "map", "max", "min", "next", "object", "oct", "ord", "pow", "property", "range",
-    "repr", "reversed", "round", "set", "slice", "sorted", "staticmethod", "str", "sum",
-    "super", "tuple", "zip", "ArithmeticError", "AssertionError", "AttributeError",
-    "Exception", "FloatingPointError", "ImportError", "IndexError", "KeyError",
-    "LookupError", "MemoryError", "ModuleNotFoundError", "NameError", "NotImplementedError",
-    "OverflowError", "RecursionError", "RuntimeError", "StopIteration", "TimeoutError",
-    "TypeError", "UnboundLocalError", "UnicodeDecodeError", "UnicodeEncodeError",
-    "UnicodeError", "ValueError", "ZeroDivisionError",
-]
-
-
-def _safe_type(obj: Any) -> type:
-    """`type(x)` only; the three-argument form would build classes with dunders."""
-    return type(obj)
-
-
-_safe_type.__name__ = _safe_type.__qualname__ = "type"
-
-
-def _safe_dir(obj: Any = NO_VALUE) -> list[str]:
-    if obj is NO_VALUE:
-        raise TypeError("dir() needs an argument in the sandbox")
-    return sorted(n for n in dir(obj) if not n.startswith("_") and n not in DENIED_ATTRS)
-
-
-def make_builtins(
-    importer: Callable[..., Any], extra: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """The `__builtins__` of model code. No open/eval/exec/compile/globals/vars/
-    input/setattr/delattr; `__import__` is the allowlisting importer."""
-    table: dict[str, Any] = {name: getattr(builtins, name) for name in _SAFE_BUILTINS}
-    table.update(
-        {
-            "True": True, "False": False, "None": None,
-            "NotImplemented": NotImplemented, "Ellipsis": Ellipsis,
-            "__build_class__": builtins.__build_class__,
-            "__import__": importer,
-            "getattr": guarded_getattr,
-            "hasattr": guarded_hasattr,
-            "type": _safe_type,
-            "dir": _safe_dir,
-        }
-    )
-    if extra:
-        table.update(extra)
-    return table
-
-
-def make_globals(
-    builtins_table: dict[str, Any], collector_factory: Callable[[Any], Any]
-) -> dict[str, Any]:
-    """A fresh module namespace for a session: builtins plus the guard names."""
-    return {
-        "__builtins__": builtins_table,
-        "__name__": "__sandbox__",
-        "__metaclass__": sandbox_metaclass,
-        "_getattr_": guarded_getattr,
-        "_getitem_": guarded_getitem,
-        "_getiter_": iter,
-        "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
-        "_unpack_sequence_": guarded_unpack_sequence,
-        "_write_": guarded_write,
-        "_inplacevar_": inplacevar,
-        "_apply_": apply_call,
-        "_print_": collector_factory,
-        "_slice_": slice,
-    }
-
-
-def public_names(names: Iterable[str]) -> list[str]:
-    return sorted(n for n in names if not n.startswith("_") and n not in DENIED_ATTRS)

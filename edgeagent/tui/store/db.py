@@ -25,7 +25,7 @@ STATUSES = ("done", "streaming", "cancelled", "error")
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
 
 
 @dataclass

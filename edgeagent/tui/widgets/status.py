@@ -12,6 +12,7 @@ from textual.widgets import Static
 class StatusInfo:
     model: str = "loading model…"
     quant: str = ""
+    toy: bool = False  # the built-in toy default model: point to a capable one
     tok_s: float | None = None
     wiki: str | None = None
     passages: int | None = None
@@ -41,7 +42,8 @@ class StatusBar(Static):
     def render_info(self) -> Text:
         i = self.info
         parts = [i.state] if i.state else []
-        parts.append(f"{i.model} {i.quant}".strip())
+        parts.append(f"{i.model} {i.quant}".strip()
+                     + (" (toy model: edgeagent models pull)" if i.toy else ""))
         if i.tok_s is not None:
             parts.append(f"{i.tok_s:.0f} tok/s")
         if i.wiki:
