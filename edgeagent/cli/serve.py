@@ -75,6 +75,9 @@ def check_args(args: argparse.Namespace) -> None:
 
     if args.parallel < 1:
         raise UserError("--parallel must be at least 1")
+    if args.engines == "batched" and args.parallel * MAX_VOTES > 256:
+        raise UserError(f"--parallel {args.parallel} is too many for --engines batched (at most "
+                        f"{256 // MAX_VOTES}: llama.cpp holds 256 sequences)")
     if args.queue < 0:
         raise UserError("--queue must be 0 or more")
     if args.max_steps < 1 or args.max_tokens < 1:
