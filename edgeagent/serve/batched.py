@@ -16,7 +16,9 @@ first sequence keeps its common prefix and only the rest is evaluated. A
 longer match elsewhere (a candidate the vote chose, or ANOTHER request's
 sequence holding the same system prompt) is shared with `llama_memory_seq_cp`
 (cell tags in the unified cache, no tensor copy), so a new client does not
-prefill the system prompt again.
+prefill the system prompt again. Clients that start together: a prompt whose
+prefix another request is prefilling right now waits for that prefill rather
+than evaluating the same tokens a second time.
 
 Cancellation: the request's cancel flag is checked every iteration, and an
 exception from its `on_token` (the `RequestEngine` guard) also ends it; its
@@ -169,6 +171,7 @@ class BatchedHost:
         self._cv = threading.Condition()
         self._incoming: list[_Work] = []
         self._active: list[_Work] = []
+        self._waiting: list[_Work] = []  # held back until a shared prefix is in the cache
         self._closing = False
         self.decodes = 0  # llama_decode calls (fewer than tokens when requests share them)
         self._thread = threading.Thread(target=self._run, name="edgeagent-batch", daemon=True)
@@ -242,14 +245,17 @@ class BatchedHost:
                 while not self._incoming and not self._active and not self._closing:
                     self._cv.wait()
                 if self._closing:
-                    for w in self._incoming + self._active:
+                    for w in self._incoming + self._waiting + self._active:
                         self._fail(w, UserError("the server is shutting down"))
                     return
                 new, self._incoming = self._incoming, []
             try:
-                for w in new:
-                    self._active.append(w)
-                    self._admit(w)
+                self._waiting += new
+                for w in list(self._waiting):
+                    if w.cancel.is_set() or not self._worth_waiting(w):
+                        self._waiting.remove(w)
+                        self._active.append(w)
+                        self._admit(w)
                 for w in list(self._active):
                     if w.cancel.is_set():
                         self._finish_all(w, "cancelled")
@@ -260,9 +266,16 @@ class BatchedHost:
                 self._records = [[] for _ in self._records]
                 err = exc if isinstance(exc, UserError) else UserError(
                     f"generation failed: {type(exc).__name__}: {exc}")
-                for w in self._active:
+                for w in self._active + self._waiting:
                     self._fail(w, err)
-                self._active = []
+                self._active, self._waiting = [], []
+
+    def _worth_waiting(self, w: _Work) -> bool:
+        """Whether another request now prefilling will soon hold much more of this prompt
+        than the cache does (clients that start together share one system prompt)."""
+        cached = max((_lcp(rec, w.tokens) for rec in self._records), default=0)
+        return any(o.prefilling and _lcp(o.tokens, w.tokens) > cached + PREFILL_CHUNK
+                   for o in self._active)
 
     def _admit(self, w: _Work) -> None:
         """Put the prompt's cached prefix in the slot's first sequence."""
