@@ -16,12 +16,12 @@ import sys
 from collections.abc import Sequence
 
 from edgeagent import __version__
-from edgeagent.cli import ask, bench, convert, distill, doctor, models, wiki
+from edgeagent.cli import ask, bench, convert, distill, doctor, models, serve, wiki
 from edgeagent.cli import eval as evaluate
 from edgeagent.errors import UserError
 
 # Command groups, in the order `--help` lists them.
-COMMAND_MODULES = (ask, wiki, models, evaluate, bench, distill, convert, doctor)
+COMMAND_MODULES = (ask, serve, wiki, models, evaluate, bench, distill, convert, doctor)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -21,6 +21,7 @@ BENCHES: dict[str, str] = {
     "ask": "the whole agent on real questions: time per question, 8 votes vs 1, accuracy",
     "wiki": "wiki index build rate, search latency and recall",
     "sandbox": "code tool latency and candidate fan-out vs a subprocess per call",
+    "serve": "the OpenAI server: requests per minute and p50 latency, N clients vs 1",
 }
 MODEL_BENCHES = frozenset({"engine", "sag", "ask"})
 

@@ -1,0 +1,470 @@
+"""`BatchedHost`: one model whose concurrent requests decode together in one llama batch.
+
+Each `--parallel` slot owns `votes_max` KV sequences of one shared context
+(unified KV cache). A request's `generate` call becomes a work item for one
+scheduler thread, which per iteration builds ONE `llama_batch` holding the
+next token of every live sample of every request (several seq ids, as voting
+does within one request) plus as many prompt tokens of newly arrived requests
+as still fit (`PREFILL_CHUNK` per iteration: a long prompt is evaluated in
+chunks, so running requests keep streaming and a cancel waits at most one
+chunk), calls `llama_decode` once, then samples every sample
+with its own native sampler chain. So four clients' steps cost one decode per
+token instead of four.
+
+KV reuse: a new prompt is matched against every sequence's tokens; its own
+first sequence keeps its common prefix and only the rest is evaluated. A
+longer match elsewhere (a candidate the vote chose, or ANOTHER request's
+sequence holding the same system prompt) is shared with `llama_memory_seq_cp`
+(cell tags in the unified cache, no tensor copy), so a new client does not
+prefill the system prompt again. Clients that start together: a prompt whose
+prefix another request is prefilling right now waits for that prefill rather
+than evaluating the same tokens a second time.
+
+Cancellation: the request's cancel flag is checked every iteration, and an
+exception from its `on_token` (the `RequestEngine` guard) also ends it; its
+samples finish as `"cancelled"` and nothing more is decoded for it.
+A decode failure (the shared context is full) fails the requests in that
+batch with a one-line `UserError` and clears the cache.
+
+Not covered: prompt-prefill priority tuning, GPU offload, LoRA hot-swap.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import queue
+import random
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeagent.engines import llama_native as native
+from edgeagent.engines.base import (
+    Completion,
+    FinishReason,
+    Message,
+    Timings,
+    TokenCallback,
+    find_stop,
+    holdback,
+)
+from edgeagent.engines.chat_template import render_chat
+from edgeagent.errors import UserError
+from edgeagent.serve.hosts import RequestEngine, TokenCounter
+
+PREFILL_CHUNK = 128  # prompt tokens per decode: bounds how long a cancel or a decode waits
+
+
+def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass
+class _Sample:
+    seq: int
+    sampler: Any
+    decoder: codecs.IncrementalDecoder = field(
+        default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
+    text: str = ""
+    emitted: int = 0
+    n_tokens: int = 0
+    logit: int = -1  # batch index of this sample's logits in the last decode, -1: none
+    feed: int | None = None  # sampled token to put in the next batch
+    finish: FinishReason | None = None
+    stop: str | None = None
+
+
+@dataclass
+class _Work:
+    """One `generate` call of one request."""
+
+    slot: int
+    tokens: list[int]
+    n: int
+    temperature: float
+    top_p: float
+    max_tokens: int
+    stop: list[str]
+    seed: int
+    on_token: TokenCallback | None
+    cancel: threading.Event
+    ignore_eos: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+    fed: int = 0  # prompt tokens in the KV cache
+    evaluated: int = 0
+    samples: list[_Sample] = field(default_factory=list)
+    result: list[Completion] | None = None
+    error: BaseException | None = None
+    t0: float = field(default_factory=time.perf_counter)
+    t1: float = 0.0
+
+    @property
+    def prefilling(self) -> bool:
+        return not self.samples
+
+
+class BatchedHost:
+    """The `EngineHost` of `--engines batched` (see the module docstring)."""
+
+    def __init__(self, path: Path, *, name: str, slots: int, n_ctx: int, threads: int,
+                 max_votes: int = 8, n_batch: int = 512, top_k: int = 40,
+                 lora: str | None = None, lora_scale: float = 1.0) -> None:
+        self.name = name
+        self.kind = "batched"
+        self.engine_type = "BatchedHost"
+        self.counter = TokenCounter()
+        self.path = Path(path)
+        self.slots = slots
+        self.votes_max = max(1, max_votes)
+        self.top_k = top_k
+        self._llama = native.init_backend(False)
+        llama = self._llama
+        self._model = native.load_model(self.path)
+        self._ctx: Any = None
+        self._batch: Any = None
+        self._adapter: Any = None
+        try:
+            self._vocab = llama.llama_model_get_vocab(self._model)
+            n_train = int(llama.llama_model_n_ctx_train(self._model))
+            self.n_ctx = min(n_ctx, n_train) if n_train > 0 else n_ctx  # per request
+            n_seq = slots * self.votes_max
+            self.n_batch = max(n_batch, n_seq)
+            params = llama.llama_context_default_params()
+            params.n_ctx = self.n_ctx * slots
+            params.n_batch = self.n_batch
+            params.n_ubatch = self.n_batch
+            params.n_seq_max = n_seq
+            params.n_threads = threads
+            params.n_threads_batch = threads
+            params.kv_unified = True
+            params.no_perf = True
+            self._ctx = llama.llama_init_from_model(self._model, params)
+            if not self._ctx:
+                raise UserError(f"cannot create a context for {self.path.name} "
+                                f"({slots} slots): {native._last_error()}")
+            if lora is not None:
+                self._adapter = native.load_lora(self._model, Path(lora))
+                native.set_lora(self._ctx, self._adapter, lora_scale)
+            self._mem = llama.llama_get_memory(self._ctx)
+            self._batch = llama.llama_batch_init(self.n_batch, 0, 1)
+        except BaseException:
+            self.close()
+            raise
+        self.threads = threads
+        self._detok = native.Detokenizer(self._vocab)
+        self.template = native.chat_template(self._model)
+        self.bos_text = native.token_text(self._vocab, llama.llama_vocab_bos(self._vocab))
+        self.eos_text = native.token_text(self._vocab, llama.llama_vocab_eos(self._vocab))
+        self._add_bos = bool(llama.llama_vocab_get_add_bos(self._vocab))
+        self._records: list[list[int]] = [[] for _ in range(n_seq)]
+        self._free: queue.Queue[int] = queue.Queue()
+        for s in range(slots):
+            self._free.put(s)
+        self._cv = threading.Condition()
+        self._incoming: list[_Work] = []
+        self._active: list[_Work] = []
+        self._waiting: list[_Work] = []  # held back until a shared prefix is in the cache
+        self._closing = False
+        self.decodes = 0  # llama_decode calls (fewer than tokens when requests share them)
+        self._thread = threading.Thread(target=self._run, name="edgeagent-batch", daemon=True)
+        self._thread.start()
+
+    # -- EngineHost ----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[RequestEngine]:
+        slot = self._free.get()
+        cancel = threading.Event()
+        try:
+            yield RequestEngine(_SlotEngine(self, slot, cancel), self.counter, self.name,
+                                cancel_event=cancel, count=False)
+        finally:
+            self._free.put(slot)
+
+    def info(self) -> dict[str, Any]:
+        return {"path": str(self.path), "name": self.name, "engines": "batched",
+                "slots": self.slots, "n_ctx_per_request": self.n_ctx, "threads": self.threads,
+                "votes_max": self.votes_max}
+
+    def close(self) -> None:
+        if getattr(self, "_thread", None) is not None and self._thread.is_alive():
+            with self._cv:
+                self._closing = True
+                self._cv.notify_all()
+            self._thread.join(timeout=30)
+        llama = self._llama
+        if self._batch is not None:
+            llama.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx:
+            llama.llama_free(self._ctx)
+            self._ctx = None
+        if self._adapter:
+            llama.llama_adapter_lora_free(self._adapter)
+            self._adapter = None
+        if self._model:
+            llama.llama_model_free(self._model)
+            self._model = None
+
+    # -- request side ----------------------------------------------------------------
+
+    def tokens_for(self, messages: Sequence[Message] | str, prefix: str | None) -> list[int]:
+        if isinstance(messages, str):
+            text = messages + (prefix or "")
+        else:
+            text = render_chat(self.template, messages, bos_token=self.bos_text,
+                               eos_token=self.eos_text, prefix=prefix)
+        add = self._add_bos and not (self.bos_text and text.startswith(self.bos_text))
+        return native.tokenize(self._vocab, text, add_special=add)
+
+    def submit(self, work: _Work) -> list[Completion]:
+        with self._cv:
+            if self._closing:
+                raise UserError("the server is shutting down")
+            self._incoming.append(work)
+            self._cv.notify()
+        work.done.wait()
+        if work.error is not None:
+            raise work.error
+        assert work.result is not None
+        return work.result
+
+    # -- scheduler thread ------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._incoming and not self._active and not self._closing:
+                    self._cv.wait()
+                if self._closing:
+                    for w in self._incoming + self._waiting + self._active:
+                        self._fail(w, UserError("the server is shutting down"))
+                    return
+                new, self._incoming = self._incoming, []
+            try:
+                self._waiting += new
+                for w in list(self._waiting):
+                    if w.cancel.is_set() or not self._worth_waiting(w):
+                        self._waiting.remove(w)
+                        self._active.append(w)
+                        self._admit(w)
+                for w in list(self._active):
+                    if w.cancel.is_set():
+                        self._finish_all(w, "cancelled")
+                if self._active:
+                    self._iterate()
+            except BaseException as exc:  # a bug or a failed decode: fail what is in flight
+                self._llama.llama_memory_clear(self._mem, True)
+                self._records = [[] for _ in self._records]
+                err = exc if isinstance(exc, UserError) else UserError(
+                    f"generation failed: {type(exc).__name__}: {exc}")
+                for w in self._active + self._waiting:
+                    self._fail(w, err)
+                self._active, self._waiting = [], []
+
+    def _worth_waiting(self, w: _Work) -> bool:
+        """Whether another request now prefilling will soon hold much more of this prompt
+        than the cache does (clients that start together share one system prompt)."""
+        cached = max((_lcp(rec, w.tokens) for rec in self._records), default=0)
+        return any(o.prefilling and _lcp(o.tokens, w.tokens) > cached + PREFILL_CHUNK
+                   for o in self._active)
+
+    def _admit(self, w: _Work) -> None:
+        """Put the prompt's cached prefix in the slot's first sequence."""
+        llama, mem = self._llama, self._mem
+        own = w.slot * self.votes_max
+        tokens = w.tokens
+        matches = [_lcp(rec, tokens) for rec in self._records]
+        best = max(range(len(matches)), key=lambda s: (matches[s], s == own))
+        keep = min(matches[best], len(tokens) - 1)  # evaluate >= 1 token for logits
+        if best != own and keep > min(matches[own], len(tokens) - 1):
+            llama.llama_memory_seq_rm(mem, own, -1, -1)
+            llama.llama_memory_seq_cp(mem, best, own, 0, keep)
+        else:
+            keep = min(matches[own], len(tokens) - 1)
+        for s in range(own + 1, own + self.votes_max):
+            if self._records[s]:
+                llama.llama_memory_seq_rm(mem, s, -1, -1)
+                self._records[s] = []
+        if not llama.llama_memory_seq_rm(mem, own, keep, -1):
+            llama.llama_memory_seq_rm(mem, own, -1, -1)
+            keep = 0
+        self._records[own] = tokens[:keep]
+        w.fed = keep
+
+    def _iterate(self) -> None:
+        llama, batch = self._llama, self._batch
+        entries: list[tuple[int, int, int, bool]] = []  # token, pos, seq, logits
+        decoding: list[tuple[_Sample, int]] = []  # sample, batch index
+        for w in self._active:
+            for smp in w.samples:
+                if smp.feed is not None:
+                    decoding.append((smp, len(entries)))
+                    entries.append((smp.feed, len(w.tokens) + smp.n_tokens - 1, smp.seq, True))
+        prefill: list[tuple[_Work, int, int]] = []  # work, first index, count
+        budget = len(entries) + PREFILL_CHUNK
+        for w in self._active:
+            room = min(self.n_batch, budget) - len(entries)
+            if not w.prefilling or room <= 0:
+                continue
+            own = w.slot * self.votes_max
+            chunk = w.tokens[w.fed : w.fed + room]
+            prefill.append((w, len(entries), len(chunk)))
+            for j, tok in enumerate(chunk):
+                pos = w.fed + j
+                entries.append((tok, pos, own, pos == len(w.tokens) - 1))
+        for j, (tok, pos, seq, logits) in enumerate(entries):
+            batch.token[j] = tok
+            batch.pos[j] = pos
+            batch.n_seq_id[j] = 1
+            batch.seq_id[j][0] = seq
+            batch.logits[j] = 1 if logits else 0
+        batch.n_tokens = len(entries)
+        rc = llama.llama_decode(self._ctx, batch)
+        self.decodes += 1
+        if rc != 0:
+            reason = "no room left in the context" if rc == 1 else f"llama_decode returned {rc}"
+            raise UserError(f"generation failed: {reason}")
+        for smp, j in decoding:
+            assert smp.feed is not None
+            self._records[smp.seq].append(smp.feed)
+            smp.feed, smp.logit = None, j
+        for w, first, count in prefill:
+            own = w.slot * self.votes_max
+            self._records[own].extend(w.tokens[w.fed : w.fed + count])
+            w.fed += count
+            w.evaluated += count
+            if w.fed == len(w.tokens):
+                self._start_samples(w, first + count - 1)
+        for w in list(self._active):
+            for smp in w.samples:
+                if smp.logit >= 0 and smp.finish is None:
+                    self._sample(w, smp)
+            if w.samples and all(s.finish is not None for s in w.samples):
+                self._complete(w)
+
+    def _start_samples(self, w: _Work, logit: int) -> None:
+        llama = self._llama
+        own = w.slot * self.votes_max
+        w.t1 = time.perf_counter()
+        for i in range(w.n):
+            if i:
+                llama.llama_memory_seq_cp(self._mem, own, own + i, -1, -1)
+                self._records[own + i] = list(w.tokens)
+            chain = native.sampler_chain(temperature=w.temperature, top_p=w.top_p,
+                                         top_k=self.top_k, seed=w.seed + i)
+            w.samples.append(_Sample(seq=own + i, sampler=chain, logit=logit))
+
+    def _sample(self, w: _Work, smp: _Sample) -> None:
+        llama = self._llama
+        tok = llama.llama_sampler_sample(smp.sampler, self._ctx, smp.logit)
+        smp.logit = -1
+        smp.n_tokens += 1
+        self.counter.add()
+        if not w.ignore_eos and llama.llama_vocab_is_eog(self._vocab, tok):
+            smp.finish = "stop"
+        else:
+            before = len(smp.text)
+            smp.text += smp.decoder.decode(self._detok.piece(tok))
+            if w.stop:
+                reach = max((len(s) for s in w.stop), default=0)
+                start = max(0, before - reach)
+                hit = find_stop(smp.text[start:], w.stop)
+                if hit is not None:
+                    smp.text = smp.text[: start + hit[0]]
+                    smp.finish, smp.stop = "stop", hit[1]
+            if smp.finish is None and (smp.n_tokens >= w.max_tokens
+                                       or len(w.tokens) + smp.n_tokens >= self.n_ctx):
+                smp.finish = "length"
+        if w.on_token is not None:
+            safe = len(smp.text) if smp.finish else len(smp.text) - holdback(smp.text, w.stop)
+            if safe > smp.emitted:
+                try:
+                    w.on_token(smp.seq - w.slot * self.votes_max, smp.text[smp.emitted : safe])
+                except Exception:  # the RequestEngine guard: the client is gone
+                    self._finish_all(w, "cancelled")
+                    return
+                smp.emitted = safe
+        if smp.finish is None:
+            smp.feed = tok
+
+    def _finish_all(self, w: _Work, reason: FinishReason) -> None:
+        for smp in w.samples:
+            if smp.finish is None:
+                smp.finish, smp.feed = reason, None
+        if not w.samples:  # cancelled during prefill
+            w.samples = [_Sample(seq=w.slot * self.votes_max + i, sampler=None, finish=reason)
+                         for i in range(w.n)]
+        self._complete(w)
+
+    def _complete(self, w: _Work) -> None:
+        if w.done.is_set():
+            return
+        t2 = time.perf_counter()
+        t1 = w.t1 or t2
+        out = []
+        for i, smp in enumerate(w.samples):
+            if smp.sampler is not None:
+                self._llama.llama_sampler_free(smp.sampler)
+                smp.sampler = None
+            timings = Timings(prompt_s=t1 - w.t0 if i == 0 else 0.0, generate_s=t2 - t1,
+                              total_s=t2 - w.t0,
+                              prompt_tokens_evaluated=w.evaluated if i == 0 else 0)
+            out.append(Completion(text=smp.text, finish_reason=smp.finish or "length",
+                                  prompt_tokens=len(w.tokens), completion_tokens=smp.n_tokens,
+                                  timings=timings, stop=smp.stop))
+        w.result = out
+        if w in self._active:
+            self._active.remove(w)
+        w.done.set()
+
+    def _fail(self, w: _Work, err: BaseException) -> None:
+        for smp in w.samples:
+            if smp.sampler is not None:
+                self._llama.llama_sampler_free(smp.sampler)
+                smp.sampler = None
+        w.error = err
+        w.done.set()
+
+
+class _SlotEngine:
+    """The `Engine` of one slot: `generate` hands a work item to the scheduler."""
+
+    def __init__(self, host: BatchedHost, slot: int, cancel: threading.Event) -> None:
+        self.host = host
+        self.slot = slot
+        self.cancel_event = cancel
+        self.name = host.name
+
+    def generate(self, messages: Sequence[Message] | str, *, n: int = 1,
+                 temperature: float = 0.0, top_p: float = 1.0, max_tokens: int = 512,
+                 stop: Sequence[str] = (), seed: int | None = None, prefix: str | None = None,
+                 on_token: TokenCallback | None = None,
+                 ignore_eos: bool = False) -> list[Completion]:
+        host = self.host
+        if not 1 <= n <= host.votes_max:
+            raise UserError(f"n must be from 1 to {host.votes_max} on this server")
+        if max_tokens < 1:
+            raise UserError("max_tokens must be at least 1")
+        tokens = host.tokens_for(messages, prefix)
+        if not tokens:
+            raise UserError("the prompt is empty")
+        if len(tokens) >= host.n_ctx:
+            raise UserError(f"the prompt is {len(tokens)} tokens but the context holds "
+                            f"{host.n_ctx}; shorten it or raise --n-ctx")
+        seed = random.randrange(1 << 31) if seed is None else seed
+        work = _Work(slot=self.slot, tokens=tokens, n=n, temperature=temperature, top_p=top_p,
+                     max_tokens=max_tokens, stop=list(stop), seed=seed, on_token=on_token,
+                     cancel=self.cancel_event, ignore_eos=ignore_eos)
+        return host.submit(work)
+
+    def close(self) -> None:
+        pass
