@@ -86,8 +86,6 @@ EXTRAS_BY_PATH: dict[str, tuple[str, ...]] = {
     "edgeagent": (),
     "edgeagent/eval/compare.py": ("eval",),
     "edgeagent/cli/distill.py": ("train",),
-    "edgeagent/serve": ("serve",),
-    "edgeagent/bench/serve.py": ("serve", "dev"),
     "trainer": ("train",),
     "converters": ("train",),
 }
