@@ -170,7 +170,8 @@ def _time_model(path: Path) -> Check:
         return Check("model loads", "fail", str(exc),
                      "delete the file and fetch it again (`edgeagent models rm NAME`, then add)")
     rate = out[0].completion_tokens / seconds if seconds > 0 else 0.0
-    return Check("model loads", "ok", f"loaded in {loaded:.1f} s; {rate:.1f} tok/s generating (16 tokens)")
+    return Check("model loads", "ok",
+                 f"loaded in {loaded:.1f} s; {rate:.1f} tok/s generating (16 tokens)")
 
 
 def check_wikis() -> list[Check]:
