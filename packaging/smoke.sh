@@ -16,7 +16,7 @@ export HOME=${2:-$(mktemp -d /tmp/edgeagent-smoke-home.XXXXXX)}
 unset EDGEAGENT_HOME PYTHONPATH
 WORK=$(mktemp -d /tmp/edgeagent-smoke.XXXXXX)
 cd "$WORK"   # outside the source tree: nothing may resolve through ../shared or the checkout
-PYTHON=$(head -1 "$BIN" | sed 's/^#!//')
+PYTHON=$(head -1 "$BIN" | sed 's/^#!//' | awk '{print $1}')   # a shebang may carry flags (pipx: -E)
 run() { printf '+ %s\n' "$*" >&2; "$@"; }
 
 # the pinned wheels packaging/test.sh already fetched (same sha256 checks run on them)
