@@ -154,6 +154,8 @@ _PLAIN_DTYPES: dict[str, str] = {"F32": "<f4", "F16": "<f2"}
 
 
 def _load_tensor(ref: TensorRef) -> np.ndarray[Any, Any]:
+    if ref.array is not None:  # read whole already (a PyTorch .bin adapter)
+        return ref.array
     if ref.dtype in _PLAIN_DTYPES:
         # Little-endian float32/float16 bytes as they lie in the file: no safetensors
         # library needed (the app converts the embedding model without it).
@@ -164,9 +166,6 @@ def _load_tensor(ref: TensorRef) -> np.ndarray[Any, Any]:
         del mapped
         return plain
     from safetensors import safe_open
-
-    if ref.array is not None:
-        return ref.array
 
     if ref.dtype == "BF16":
         # numpy has no bfloat16 (safe_open's numpy backend refuses it): map the

@@ -59,3 +59,18 @@ def test_tensors_torch_saved_come_back_equal(tmp_path: Path) -> None:
         assert array.shape == tuple(tensor.shape), name
         np.testing.assert_array_equal(array, want, err_msg=name)
     assert got["bf16"][1] == "BF16" and got["f16"][1] == "F16" and got["ints"][1] == "I64"
+
+
+def test_a_tensor_read_whole_is_used_as_is_whatever_its_dtype(tmp_path: Path) -> None:
+    """A .bin adapter's F32 tensor must not be re-read from the file as raw safetensors
+    bytes (a merge once let the plain-float fast path win over the array)."""
+    import numpy as np
+
+    from converters.hf_dir import TensorRef, _load_tensor
+
+    blob = tmp_path / "adapter_model.bin"
+    blob.write_bytes(b"PK\x03\x04" + bytes(64))  # a zip, not safetensors
+    for dtype, array in (("F32", np.arange(6, dtype=np.float32).reshape(2, 3)),
+                         ("F16", np.ones((2, 2), dtype=np.float16))):
+        ref = TensorRef(name="w", file=blob, shape=array.shape, dtype=dtype, array=array)
+        assert np.array_equal(_load_tensor(ref), array)
