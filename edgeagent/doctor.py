@@ -203,7 +203,7 @@ def check_sandbox() -> list[Check]:
     try:
         with CodeSandbox(timeout_s=20) as box:
             result = box.run("import math\nmath.comb(10, 3)")
-        report = protections()
+            report = protections(box=box)
     except Exception as exc:  # the finding: the code tool cannot start here
         return [Check("code tool", "fail", f"the sandbox worker does not start ({exc})",
                       "report this with `edgeagent doctor --json`")]

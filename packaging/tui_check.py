@@ -21,7 +21,6 @@ async def main() -> int:
 
     import edgeagent
     from edgeagent.tui.app import create_app
-    from edgeagent.tui.widgets.chat import AnswerView
     from edgeagent.tui.widgets.step import StepBlock
 
     where = Path(edgeagent.__file__).resolve()
@@ -47,8 +46,7 @@ async def main() -> int:
             await pilot.pause(0.2)
         await pilot.pause()
         steps = len(app.query(StepBlock))
-        views = list(app.query(AnswerView).results())
-        finals = [m for v in views for m in v.query(".final").results(Markdown)]
+        finals = list(app.query(".final").results(Markdown))
         if not finals:
             print(f"no answer shown ({steps} steps)", file=sys.stderr)
             return 1

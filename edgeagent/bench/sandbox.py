@@ -30,7 +30,7 @@ import sys
 import time
 from typing import Any
 
-from edgeagent.bench.stats import percentile
+from edgeagent.bench.report import percentile
 
 SNIPPET = "x = sum(range(100))\nprint(x)\nx"
 TARGETS = {"call_p50_ms": 20.0, "fanout8_ms": 100.0}

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgeagent.bench.report import percentile
 from edgeagent.errors import UserError
 
 RETRIEVAL_NAMES: tuple[str, ...] = ("bm25", "bm25+rerank", "bm25+vectors")
@@ -65,12 +66,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _dir_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    pos = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[pos]
 
 
 def _profile_list(text: str) -> list[str]:
@@ -147,7 +142,7 @@ def _scale(args: argparse.Namespace, root: Path, scale_path: Path, texts: list[s
         times.append((time.perf_counter() - t0) * 1000)
     result["queries"] = len(times)
     result["query_p50_ms"] = round(statistics.median(times), 3)
-    result["query_p95_ms"] = round(_percentile(times, 0.95), 3)
+    result["query_p95_ms"] = round(percentile(times, 0.95), 3)
 
 
 def _recall(args: argparse.Namespace, root: Path, seed_path: Path, gold_path: Path,
@@ -222,4 +217,4 @@ def _measure(index: object, questions: list[Any], recall_at_k: Any) -> dict[str,
     scores = recall_at_k(Timed(), questions, (3, 10))
     return {"recall_at_3": round(scores[3], 3), "recall_at_10": round(scores[10], 3),
             "p50_ms": round(statistics.median(times), 2),
-            "p95_ms": round(_percentile(times, 0.95), 2), "queries": len(times)}
+            "p95_ms": round(percentile(times, 0.95), 2), "queries": len(times)}

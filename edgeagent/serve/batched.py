@@ -53,18 +53,11 @@ from edgeagent.engines.base import (
     holdback,
 )
 from edgeagent.engines.chat_template import render_chat
+from edgeagent.engines.kv_sequences import common_prefix
 from edgeagent.errors import UserError
 from edgeagent.serve.hosts import RequestEngine, TokenCounter
 
 PREFILL_CHUNK = 128  # prompt tokens per decode: bounds how long a cancel or a decode waits
-
-
-def _lcp(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 @dataclass
@@ -273,8 +266,8 @@ class BatchedHost:
     def _worth_waiting(self, w: _Work) -> bool:
         """Whether another request now prefilling will soon hold much more of this prompt
         than the cache does (clients that start together share one system prompt)."""
-        cached = max((_lcp(rec, w.tokens) for rec in self._records), default=0)
-        return any(o.prefilling and _lcp(o.tokens, w.tokens) > cached + PREFILL_CHUNK
+        cached = max((common_prefix(rec, w.tokens) for rec in self._records), default=0)
+        return any(o.prefilling and common_prefix(o.tokens, w.tokens) > cached + PREFILL_CHUNK
                    for o in self._active)
 
     def _admit(self, w: _Work) -> None:
@@ -282,7 +275,7 @@ class BatchedHost:
         llama, mem = self._llama, self._mem
         own = w.slot * self.votes_max
         tokens = w.tokens
-        matches = [_lcp(rec, tokens) for rec in self._records]
+        matches = [common_prefix(rec, tokens) for rec in self._records]
         best = max(range(len(matches)), key=lambda s: (matches[s], s == own))
         keep = min(matches[best], len(tokens) - 1)  # evaluate >= 1 token for logits
         if best != own and keep > min(matches[own], len(tokens) - 1):

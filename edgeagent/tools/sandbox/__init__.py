@@ -79,10 +79,11 @@ __all__ = [
 _PROTECTIONS: list[dict[str, Any]] = []
 
 
-def protections(refresh: bool = False) -> dict[str, Any]:
+def protections(refresh: bool = False, box: CodeSandbox | None = None) -> dict[str, Any]:
     """Which sandbox layers are active on this machine, and why the others are not.
 
-    Starts one worker (about 0.1 s; cached for the process) and returns
+    Reads them from `box` when given (a sandbox already started), else starts one
+    worker (about 0.1 s); cached for the process. Returns
     `{"layers": {name: {"active": bool, "detail": str}}, "confine_ms": float,
     "worker_ready_ms": float}`. Layer names: namespaces, uid (only when
     running as root), rlimits, no_new_privs, landlock, seccomp, python.
@@ -90,10 +91,13 @@ def protections(refresh: bool = False) -> dict[str, Any]:
     `UserError` when no worker can start at all."""
     if _PROTECTIONS and not refresh:
         return _PROTECTIONS[0]
-    from edgeagent.tools.sandbox.host import CodeSandbox
-
-    with CodeSandbox() as box:
+    if box is not None:
         report = dict(box.protections)
+    else:
+        from edgeagent.tools.sandbox.host import CodeSandbox
+
+        with CodeSandbox() as started:
+            report = dict(started.protections)
     layers = dict(report.get("layers") or {})
     layers["python"] = {"active": True,
                         "detail": "RestrictedPython, import allowlist, provenance checks"}
