@@ -31,10 +31,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(default_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(default_model: Path, tiny_gguf: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     env = dict(os.environ, EDGEAGENT_HOME=str(tmp_path_factory.mktemp("serve-home")))
     env.pop("EDGEAGENT_API_KEY", None)
+    # a second registered model: offered too, loaded when a request names it
+    subprocess.run([sys.executable, "-m", "edgeagent", "models", "add", str(tiny_gguf),
+                    "--name", "tiny"], env=env, check=True, capture_output=True)
     log = tmp_path_factory.mktemp("serve-log") / "server.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -72,7 +76,8 @@ def name(default_model: Path) -> str:
 
 
 def test_models_lists_the_agent_and_the_plain_model(client: Any, name: str) -> None:
-    assert sorted(m.id for m in client.models.list()) == [name, f"{name}:chat"]
+    ids = [m.id for m in client.models.list()]
+    assert ids == [name, f"{name}:chat", "tiny", "tiny:chat"]  # the loaded one first
     assert httpx.get(f"{client.base_url}models/{name}:chat",
                      headers={"Authorization": f"Bearer {KEY}"}).json()["id"] == f"{name}:chat"
 
@@ -131,6 +136,23 @@ def test_chat_model_answers_without_tools(client: Any, name: str) -> None:
     assert r.choices[0].finish_reason in ("stop", "length")
     assert "edgeagent" not in (r.model_extra or {})
     assert "reasoning_content" not in (r.choices[0].message.model_extra or {})
+
+
+def test_a_registered_model_is_loaded_on_request(server: str, client: Any, name: str) -> None:
+    assert httpx.get(f"{server}/health").json()["model"] == name
+    r = client.chat.completions.create(
+        model="tiny:chat", messages=[{"role": "user", "content": "Say hello."}],
+        temperature=0, max_tokens=4,
+    )
+    assert r.model == "tiny:chat" and r.choices[0].finish_reason in ("stop", "length")
+    assert httpx.get(f"{server}/health").json()["model"] == "tiny"
+    assert [m.id for m in client.models.list()][:2] == ["tiny", "tiny:chat"]
+    r = client.chat.completions.create(
+        model=f"{name}:chat", messages=[{"role": "user", "content": "Say hello."}],
+        temperature=0, max_tokens=4,
+    )
+    assert r.choices[0].message.content
+    assert httpx.get(f"{server}/health").json()["model"] == name
 
 
 def test_errors_in_the_openai_shape(server: str, client: Any, name: str) -> None:

@@ -126,3 +126,64 @@ def test_serve_refuses_a_public_bind_without_a_key() -> None:
     assert r.returncode == 2
     assert r.stderr.startswith("edgeagent: error: binding 0.0.0.0") and "--api-key" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+class _FakeHost:
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name, self.log = name, log
+        log.append(f"load {name}")
+
+    def close(self) -> None:
+        self.log.append(f"close {self.name}")
+
+
+def test_offered_models_switch_after_running_requests_and_recover_from_a_bad_load() -> None:
+    import threading
+
+    from edgeagent.errors import UserError
+    from edgeagent.serve.offered import OfferedModels
+
+    log: list[str] = []
+
+    def load(name: str) -> _FakeHost:
+        if name == "broken":
+            raise UserError("model file not found: /x.gguf")
+        return _FakeHost(name, log)
+
+    offered = OfferedModels(load("a"), load, names=lambda: ["a", "b", "broken"])  # type: ignore[arg-type]
+    assert offered.names() == ["a", "b", "broken"] and offered.knows("b")
+    assert not offered.knows("c")
+    inside = threading.Event()
+    release = threading.Event()
+
+    def hold_a() -> None:
+        with offered.use("a") as host:
+            assert host.name == "a"
+            inside.set()
+            release.wait(5)
+            log.append("a done")
+
+    t = threading.Thread(target=hold_a)
+    t.start()
+    inside.wait(5)
+    got: list[str] = []
+    s = threading.Thread(target=lambda: got.append(_use_name(offered, "b")))
+    s.start()
+    s.join(0.3)
+    assert s.is_alive() and "close a" not in log  # the switch waits for the running request
+    release.set()
+    t.join(5)
+    s.join(5)
+    assert got == ["b"] and log[-3:] == ["a done", "close a", "load b"]
+    assert offered.names()[0] == "b"
+    with pytest.raises(APIError) as err:
+        _use_name(offered, "broken")
+    assert err.value.status == 503 and "model file not found" in str(err.value)
+    assert offered.current.name == "b" and log[-2:] == ["close b", "load b"]
+    fixed = OfferedModels(_FakeHost("only", log))  # type: ignore[arg-type]
+    assert fixed.names() == ["only"] and not fixed.knows("b")
+
+
+def _use_name(offered: object, name: str) -> str:
+    with offered.use(name) as host:  # type: ignore[attr-defined]
+        return str(host.name)

@@ -56,6 +56,9 @@ def register(sub: Any) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     p.add_argument("--lora", default=None, metavar="FILE", help="LoRA adapter GGUF to apply")
     p.add_argument("--lora-scale", type=float, default=1.0, metavar="X")
+    p.add_argument("--no-switch", action="store_true",
+                   help="offer only the loaded model (default: every registered model too, "
+                   "loaded on request in place of the loaded one)")
     p.add_argument("--log-level", default="warning",
                    choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(handler=handle)
@@ -123,10 +126,12 @@ def handle(args: argparse.Namespace) -> int:
     _check_port(args.host, args.port)
     import uvicorn
 
-    from edgeagent.models.registry import resolve_model
+    from edgeagent.models.registry import resolve, resolve_model
     from edgeagent.serve.app import create_app
+    from edgeagent.serve.hosts import EngineHost
     from edgeagent.serve.jobs import AgentDefaults
     from edgeagent.serve.load import open_host
+    from edgeagent.serve.offered import OfferedModels
     from edgeagent.serve.service import ServeSettings, Service, open_wiki
 
     wiki = None if args.no_wiki else (args.wiki or "starter")
@@ -134,9 +139,18 @@ def handle(args: argparse.Namespace) -> int:
         open_wiki(wiki)  # fails now, in one line, rather than on the first request
     path = resolve_model(args.model)
     name = served_name(args.model, path)
-    host = open_host(path, name=name, kind=args.engines, parallel=args.parallel,
-                     n_ctx=args.n_ctx, threads=args.threads, max_votes=MAX_VOTES, lora=args.lora,
-                     lora_scale=args.lora_scale)
+
+    def load(model: str) -> EngineHost:
+        if model == name:
+            where, lora = path, args.lora
+        else:
+            where, adapter = resolve(model, fetch_default=False)
+            lora = str(adapter) if adapter else None
+        return open_host(where, name=model, kind=args.engines, parallel=args.parallel,
+                         n_ctx=args.n_ctx, threads=args.threads, max_votes=MAX_VOTES, lora=lora,
+                         lora_scale=args.lora_scale)
+
+    host = OfferedModels(load(name), None if args.no_switch else load)
     settings = ServeSettings(
         api_key=args.api_key or None, parallel=args.parallel, max_queue=args.queue,
         reasoning_field=args.reasoning_field, max_votes=MAX_VOTES,
@@ -145,7 +159,9 @@ def handle(args: argparse.Namespace) -> int:
     )
     app = create_app(Service(host, settings))
     shown = f"[{args.host}]" if ":" in args.host else args.host
+    others = len(host.names()) - 1
     print(f"edgeagent serve: {name} (agent) and {name}:chat at http://{shown}:{args.port}/v1 "
+          f"{f'(+{others} registered, loaded on request) ' if others else ''}"
           f"· {args.parallel} parallel ({args.engines}) · wiki {wiki or 'none'}"
           f"{' · API key required' if settings.api_key else ''}", file=sys.stderr, flush=True)
     try:

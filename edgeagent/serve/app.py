@@ -83,7 +83,7 @@ def create_app(service: Service) -> FastAPI:
 
     @v1.get("/models/{model_id:path}")
     async def model(model_id: str) -> dict[str, Any]:
-        service.mode_for(model_id)
+        service.resolve(model_id)
         entry: dict[str, Any] = shapes.model_list([model_id], service.created)["data"][0]
         return entry
 

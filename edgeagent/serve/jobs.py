@@ -1,7 +1,8 @@
 """One request's run on a worker thread: the agent (`NAME`) or the plain model (`NAME:chat`).
 
-`Job.start(loop)` leases a `RequestEngine` from the host and runs in a daemon
-thread; what it produces crosses to the event loop through `job.queue` as
+`Job.start(loop)` takes its model from the offered ones (loading it if another
+is loaded), leases a `RequestEngine` from its host and runs in a daemon thread;
+what it produces crosses to the event loop through `job.queue` as
 `("reasoning" | "content", text)` pieces, then one `("done", Outcome)` or
 `("error", APIError)`. `Job.cancel()` (thread-safe) stops the decode after its
 current token and ends the agent run, which closes its sandbox; `on_finish`
@@ -24,6 +25,7 @@ from edgeagent.errors import UserError
 from edgeagent.serve.deltas import StepWriter
 from edgeagent.serve.errors import APIError
 from edgeagent.serve.hosts import EngineHost, RequestEngine
+from edgeagent.serve.offered import OfferedModels
 from edgeagent.serve.request import ChatRequest, agent_question
 
 log = logging.getLogger("edgeagent.serve")
@@ -49,9 +51,11 @@ class AgentDefaults:
 
 
 class Job:
-    def __init__(self, host: EngineHost, req: ChatRequest, mode: Mode, *,
+    def __init__(self, models: OfferedModels, model: str, req: ChatRequest, mode: Mode, *,
                  search: Any = None, defaults: AgentDefaults | None = None) -> None:
-        self.host = host
+        self.models = models
+        self.model = model
+        self.host: EngineHost = models.current
         self.req = req
         self.mode = mode
         self.search = search
@@ -87,7 +91,8 @@ class Job:
 
     def _main(self) -> None:
         try:
-            with self.host.lease() as engine:
+            with self.models.use(self.model) as host, host.lease() as engine:
+                self.host = host
                 with self._lock:
                     self._engine = engine
                 if self._cancel.is_set():

@@ -1,7 +1,8 @@
-"""What the HTTP layer serves: the loaded model, its names, wikis, the queue, settings.
+"""What the HTTP layer serves: the offered models, wikis, the queue, settings.
 
-`Service` maps a requested model name to a mode (`NAME` → the agent,
-`NAME:chat` → the plain model; 404 otherwise), opens wiki indexes on first use
+`Service` maps a requested model name to an offered model and a mode (`NAME` →
+the agent, `NAME:chat` → the plain model; 404 otherwise; `offered` loads it),
+opens wiki indexes on first use
 (cached; the server's `--wiki` unless a request names another, `false` for
 none), and counts what `/health` reports. Not covered: the routes (`app`).
 """
@@ -18,6 +19,7 @@ from edgeagent.serve.admission import Admission
 from edgeagent.serve.errors import APIError
 from edgeagent.serve.hosts import EngineHost
 from edgeagent.serve.jobs import AgentDefaults, Job, Mode
+from edgeagent.serve.offered import OfferedModels
 from edgeagent.serve.request import ChatRequest
 
 CHAT_SUFFIX = ":chat"
@@ -36,8 +38,8 @@ class ServeSettings:
 
 
 class Service:
-    def __init__(self, host: EngineHost, settings: ServeSettings) -> None:
-        self.host = host
+    def __init__(self, models: EngineHost | OfferedModels, settings: ServeSettings) -> None:
+        self.models = models if isinstance(models, OfferedModels) else OfferedModels(models)
         self.settings = settings
         self.created = int(time.time())
         self._admission: Admission | None = None
@@ -52,13 +54,14 @@ class Service:
         return self._admission
 
     def model_names(self) -> list[str]:
-        return [self.host.name, self.host.name + CHAT_SUFFIX]
+        return [n + suffix for n in self.models.names() for suffix in ("", CHAT_SUFFIX)]
 
-    def mode_for(self, model: str) -> Mode:
-        if model == self.host.name:
-            return "agent"
-        if model == self.host.name + CHAT_SUFFIX:
-            return "chat"
+    def resolve(self, model: str) -> tuple[str, Mode]:
+        """(offered model name, mode) for a requested model id; 404 if not offered."""
+        if model.endswith(CHAT_SUFFIX) and self.models.knows(model[: -len(CHAT_SUFFIX)]):
+            return model[: -len(CHAT_SUFFIX)], "chat"
+        if self.models.knows(model):
+            return model, "agent"
         raise APIError(404, f"the model {model!r} does not exist; this server offers "
                        + ", ".join(self.model_names()), param="model", code="model_not_found")
 
@@ -72,16 +75,17 @@ class Service:
             return self._wikis[name]
 
     def job(self, req: ChatRequest) -> Job:
-        mode = self.mode_for(req.model)
+        name, mode = self.resolve(req.model)
         search = self.search_for(req) if mode == "agent" else None
-        return Job(self.host, req, mode, search=search, defaults=self.settings.defaults)
+        return Job(self.models, name, req, mode, search=search, defaults=self.settings.defaults)
 
     def health(self) -> dict[str, Any]:
         adm = self.admission
-        return {"status": "ok", "model": self.host.name, "models": self.model_names(),
-                "engines": self.host.info().get("engines"), "parallel": adm.parallel,
+        host = self.models.current
+        return {"status": "ok", "model": host.name, "models": self.model_names(),
+                "engines": host.info().get("engines"), "parallel": adm.parallel,
                 "max_queue": adm.max_queue, "running": adm.running, "queued": adm.waiting,
-                "tokens_generated": self.host.counter.value}
+                "tokens_generated": host.counter.value}
 
 
 def open_wiki(name: str, *, param: str | None = None) -> Any:
