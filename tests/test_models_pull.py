@@ -116,7 +116,8 @@ def test_gguf_repo_quant_choice_and_shared_cache(hub: HubStandin, tiny_gguf: Pat
 
 
 def test_split_gguf_repo_is_pulled_whole_and_answers(hub: HubStandin, tiny_gguf: Path,
-                                                     tmp_path: Path) -> None:
+                                                     tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
     shards = split_gguf(tiny_gguf, tmp_path, "tiny-q4_k_m", max_tensors=8)
     assert len(shards) >= 2 and shards[0].name.endswith(f"-00001-of-{len(shards):05d}.gguf")
     put(hub, "org/split-GGUF", {s.name: s for s in shards}
@@ -133,6 +134,13 @@ def test_split_gguf_repo_is_pulled_whole_and_answers(hub: HubStandin, tiny_gguf:
     with LlamaCppEngine(resolve("split-q4_k_m")[0], n_ctx=256) as engine:  # llama.cpp joins them
         out = engine.generate("Hello", n=1, max_tokens=4, stop=[], temperature=0.0)
     assert len(out) == 1
+    # and the whole agent runs on it by its registry name (a random model: no answer needed)
+    capsys.readouterr()
+    main(["ask", "--model", "split-q4_k_m", "--no-wiki", "--max-steps", "1",
+          "--max-tokens", "8", "--n-ctx", "2048", "--json", "What is 2 + 2?"])
+    traj = json.loads(capsys.readouterr().out)
+    assert traj["model"] == "split-q4_k_m" and len(traj["steps"]) == 1
+    assert traj["tokens"]["completion"] > 0
 
 
 # -- errors ---------------------------------------------------------------------------------

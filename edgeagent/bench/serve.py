@@ -126,9 +126,8 @@ def _clients(url: str, model: str, count: int, questions: list[str],
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from edgeagent.cli.serve import served_name
     from edgeagent.errors import UserError
-    from edgeagent.models.registry import resolve_model
+    from edgeagent.models.registry import model_label, resolve_model
     from edgeagent.serve.app import create_app
     from edgeagent.serve.jobs import AgentDefaults
     from edgeagent.serve.load import open_host
@@ -145,7 +144,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if k not in ("batched", "shared", "per-slot"):
             raise UserError(f"unknown engine kind {k!r} (batched, shared, per-slot)")
     path = resolve_model(getattr(args, "model", None))
-    name = served_name(getattr(args, "model", None), path)
+    name = model_label(getattr(args, "model", None), path)
     questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(args.requests)]
     parallel = max(counts)
     result: dict[str, Any] = {"model": name, "requests": args.requests,

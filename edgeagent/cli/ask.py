@@ -67,7 +67,7 @@ def handle(args: argparse.Namespace) -> int:
         raise UserError("--lora-scale needs --lora FILE (or a model pulled with its adapter)")
     from edgeagent.agent.loop import Agent, AgentConfig
     from edgeagent.engines.llamacpp import LlamaCppEngine
-    from edgeagent.models.registry import resolve
+    from edgeagent.models.registry import model_label, resolve
 
     path, registered_lora = resolve(args.model)  # a pulled adapter model brings its LoRA
     lora = args.lora or registered_lora
@@ -89,7 +89,9 @@ def handle(args: argparse.Namespace) -> int:
     lora_scale = 1.0 if args.lora_scale is None else args.lora_scale
     with LlamaCppEngine(path, n_ctx=args.n_ctx, max_parallel=max(8, args.votes),
                         lora=lora, lora_scale=lora_scale) as engine:
-        model_name = path.name if lora is None else f"{path.name}+{Path(lora).name}"
+        label = model_label(args.model, path)
+        model_name = label if lora is None or lora == registered_lora else \
+            f"{label}+{Path(lora).name}"
         agent = Agent(engine, search=search, config=config, on_event=on_event,
                       model_name=model_name)
         traj = agent.run(args.question)

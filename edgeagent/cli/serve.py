@@ -105,28 +105,12 @@ def _check_port(host: str, port: int) -> None:
             raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-def served_name(spec: str | None, path: Any) -> str:
-    """The registry name of the model file, else its file name without `.gguf`."""
-    from pathlib import Path
-
-    from edgeagent.models.registry import Registry
-
-    reg = Registry.load()
-    if spec and spec in reg.entries:
-        return spec
-    resolved = Path(path).resolve()
-    for name, entry in reg.entries.items():
-        if Path(entry.path).resolve() == resolved:
-            return name
-    return resolved.stem
-
-
 def handle(args: argparse.Namespace) -> int:
     check_args(args)
     _check_port(args.host, args.port)
     import uvicorn
 
-    from edgeagent.models.registry import resolve, resolve_model
+    from edgeagent.models.registry import model_label, resolve, resolve_model
     from edgeagent.serve.app import create_app
     from edgeagent.serve.hosts import EngineHost
     from edgeagent.serve.jobs import AgentDefaults
@@ -138,7 +122,7 @@ def handle(args: argparse.Namespace) -> int:
     if wiki:
         open_wiki(wiki)  # fails now, in one line, rather than on the first request
     path = resolve_model(args.model)
-    name = served_name(args.model, path)
+    name = model_label(args.model, path)
 
     def load(model: str) -> EngineHost:
         if model == name:

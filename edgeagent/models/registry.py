@@ -226,6 +226,19 @@ def resolve(spec: str | None = None, *, fetch_default: bool = True) -> tuple[Pat
     return ensure_default_model(), None
 
 
+def model_label(spec: str | None, path: Path) -> str:
+    """How a loaded model is named (trajectories, the server): its registry name when
+    it has one, else its file name without `.gguf`."""
+    reg = Registry.load()
+    if spec and spec in reg.entries:
+        return spec
+    resolved = Path(path).resolve()
+    for name, entry in reg.entries.items():
+        if Path(entry.path).resolve() == resolved:
+            return name
+    return resolved.stem
+
+
 def ensure_default_model() -> Path:
     """Fetch (if needed), verify and register the default model; return its path."""
     path = default.fetch_default_model()
