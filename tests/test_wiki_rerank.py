@@ -252,38 +252,61 @@ def test_trajectory_records_retrieval(docs_file: Path) -> None:
     assert Trajectory.from_dict(data).retrieval == "bm25+vectors"
 
 
-def test_bench_wiki_profiles_side_by_side(tmp_path: Path, tiny_bert_gguf: Path) -> None:
+GOLD = [("What river flows through Paris?", ["Seine", "Paris"]),
+        ("Which band sang Waterloo?", ["Abba"]),
+        ("Which river runs through London?", ["Thames", "London"])]
+
+
+def _bench(tmp_path: Path, *argv: str) -> dict[str, object]:
+    """`bench wiki` on DOCS as the multihop paragraphs and GOLD as the gold titles."""
     import argparse
     import gzip
 
     from edgeagent.bench.wiki import add_arguments, run
 
     data = tmp_path / "data"
-    (data / "wiki").mkdir(parents=True)
-    (data / "retrieval").mkdir()
-    with gzip.open(data / "wiki" / "multihop_paragraphs.jsonl.gz", "wt") as f:
-        f.writelines(json.dumps(d) + "\n" for d in DOCS)
-    gold = [("What river flows through Paris?", ["Seine", "Paris"]),
-            ("Which band sang Waterloo?", ["Abba"])]
-    (data / "retrieval" / "hotpotqa_gold_titles.jsonl").write_text("".join(
-        json.dumps({"question": q, "gold_titles": g, "gold_in_seed": True}) + "\n"
-        for q, g in gold))
+    if not data.exists():
+        (data / "wiki").mkdir(parents=True)
+        (data / "retrieval").mkdir()
+        with gzip.open(data / "wiki" / "multihop_paragraphs.jsonl.gz", "wt") as f:
+            f.writelines(json.dumps(d) + "\n" for d in DOCS)
+        (data / "retrieval" / "hotpotqa_gold_titles.jsonl").write_text("".join(
+            json.dumps({"question": q, "gold_titles": g, "gold_in_seed": True}) + "\n"
+            for q, g in GOLD))
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    result = run(parser.parse_args(["--data", str(data), "--skip-scale", "--fusion", "both",
-                                    "--embed-model", str(tiny_bert_gguf)]))
+    return run(parser.parse_args(["--data", str(data), "--skip-scale", *argv]))
+
+
+def test_bench_wiki_profiles_side_by_side(tmp_path: Path, tiny_bert_gguf: Path) -> None:
+    result = _bench(tmp_path, "--fusion", "both", "--embed-model", str(tiny_bert_gguf))
     rows = result["profiles"]
     assert isinstance(rows, dict)
     assert set(rows) == {"bm25", "bm25+rerank/rrf", "bm25+rerank/linear",
                          "bm25+vectors/rrf", "bm25+vectors/linear"}
     for row in rows.values():
         assert 0.0 <= row["recall_at_3"] <= row["recall_at_10"] <= 1.0
-        assert 0 < row["p50_ms"] <= row["p95_ms"] and row["queries"] == len(gold)
+        assert 0 < row["p50_ms"] <= row["p95_ms"] and row["queries"] == len(GOLD)
     assert rows["bm25+rerank/rrf"]["cached_at_start"] == 0  # the first run embeds cold
     assert rows["bm25+rerank/linear"]["cached_at_start"] > 0  # ... the second finds them
     assert result["recall_at_3"] == rows["bm25"]["recall_at_3"]
     assert result["embed_passages_per_s"] > 0  # type: ignore[operator]
     assert str(result["embed_model"]).startswith("tiny-bert@")
+
+
+def test_bench_wiki_depths_and_held_out_half(tmp_path: Path, tiny_bert_gguf: Path) -> None:
+    result = _bench(tmp_path, "--profiles", "bm25,bm25+vectors", "--fusion", "rrf",
+                    "--candidates", "2,5", "--split", "held",
+                    "--embed-model", str(tiny_bert_gguf))
+    rows = result["profiles"]
+    assert isinstance(rows, dict)
+    assert set(rows) == {"bm25", "bm25+vectors/rrf/c2", "bm25+vectors/rrf/c5"}
+    assert result["split"] == "held" and result["recall_questions"] == len(GOLD) - len(GOLD) // 2
+    for row in rows.values():
+        assert row["queries"] == result["recall_questions"] == 2
+    for bad in ("0", "ten", ","):
+        with pytest.raises(UserError, match="--candidates"):
+            _bench(tmp_path, "--candidates", bad)
 
 
 def test_preload_loads_the_model_in_the_background(docs_file: Path, tiny_bert_gguf: Path) -> None:

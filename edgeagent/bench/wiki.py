@@ -56,10 +56,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="retrieval profiles to compare (comma-separated; default all)")
     parser.add_argument("--fusion", choices=("rrf", "linear", "both"), default=None,
                         help="fusion of the second stage (default: each profile's own)")
-    parser.add_argument("--candidates", type=int, default=None, metavar="N",
-                        help="BM25 candidates re-scored (default: each profile's own)")
+    parser.add_argument("--candidates", default=None, metavar="N[,N...]",
+                        help="BM25 candidates re-scored, one depth or several side by side "
+                             "(e.g. 10,50,100; default: each profile's own)")
     parser.add_argument("--embed-model", type=Path, default=None, metavar="GGUF",
                         help="embedding model (default: all-MiniLM-L6-v2)")
+    parser.add_argument("--split", choices=("all", "tune", "held"), default="all",
+                        help="recall questions: all, the first half (tune) or the second "
+                             "half (held: report settings chosen on the first)")
     parser.add_argument("--recall-index", default=None, metavar="NAME",
                         help="measure recall on this existing multihop index (with --embed)")
 
@@ -78,6 +82,29 @@ def _profile_list(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _depths(value: object) -> list[int | None]:
+    """`--candidates`: None (each profile's own depth) or the depths to compare."""
+    if value is None:
+        return [None]
+    try:
+        depths = [int(part) for part in str(value).split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--candidates takes numbers like 10,50,100, not {value!r}") from None
+    if not depths or min(depths) < 1:
+        raise UserError(f"--candidates takes positive numbers, not {value!r}")
+    return list(dict.fromkeys(depths))
+
+
+def split_questions(questions: list[Any], split: str) -> list[Any]:
+    """All questions, the first half (`tune`) or the second half (`held`)."""
+    half = len(questions) // 2
+    if split == "tune":
+        return questions[:half]
+    if split == "held":
+        return questions[half:]
+    return questions
+
+
 def run(args: argparse.Namespace) -> dict[str, object]:
     from edgeagent.wiki.recall import load_gold_questions
 
@@ -85,6 +112,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     if data is None:
         raise UserError("bench wiki needs --data DIR (the folder with wiki/ and retrieval/)")
     profiles = _profile_list(str(getattr(args, "profiles", None) or ",".join(RETRIEVAL_NAMES)))
+    _depths(getattr(args, "candidates", None))  # bad input fails before any build
     gold_path = data / "retrieval" / "hotpotqa_gold_titles.jsonl"
     seed_path = data / "wiki" / "multihop_paragraphs.jsonl.gz"
     scale_path = data / "wiki" / "wikitasks_articles.jsonl.gz"
@@ -158,7 +186,8 @@ def _recall(args: argparse.Namespace, root: Path, seed_path: Path, gold_path: Pa
 
     threads = getattr(args, "threads", None)
     embed_model: Path | None = getattr(args, "embed_model", None)
-    questions = load_gold_questions(gold_path)
+    questions = split_questions(load_gold_questions(gold_path),
+                                str(getattr(args, "split", None) or "all"))
     result["recall_questions"] = len(questions)
     name: str = getattr(args, "recall_index", None) or "entity"
     where: Path | None = None if getattr(args, "recall_index", None) else root
@@ -183,13 +212,17 @@ def _recall(args: argparse.Namespace, root: Path, seed_path: Path, gold_path: Pa
         result["vectors_mb"] = round(sum(f.stat().st_size
                                          for f in folder.glob("vectors.*")) / 1e6, 2)
     fusion = getattr(args, "fusion", None)
+    depths = _depths(getattr(args, "candidates", None))
     rows: dict[str, dict[str, float]] = {}
     for profile in profiles:
         fusions = [None] if fusion is None or profile == "bm25" else (
             ["rrf", "linear"] if fusion == "both" else [fusion])
-        for fu in fusions:
-            spec = get_profile(profile, fusion=fu, candidates=getattr(args, "candidates", None))
+        for fu, depth in [(f, d) for f in fusions
+                          for d in (depths if profile != "bm25" else [None])]:
+            spec = get_profile(profile, fusion=fu, candidates=depth)
             label = profile if fu is None else f"{profile}/{fu}"
+            if len(depths) > 1 and depth is not None:
+                label += f"/c{depth}"
             index = WikiIndex.open(name, root=where, retrieval=spec, embed_model=embed_model)
             stage = index.second_stage()  # the model loads here, outside the timings
             cached = len(stage.cache) if stage is not None and stage.cache is not None else None
@@ -197,6 +230,7 @@ def _recall(args: argparse.Namespace, root: Path, seed_path: Path, gold_path: Pa
             if cached is not None:  # bm25+rerank: passages already embedded at the start
                 rows[label]["cached_at_start"] = cached
     result["profiles"] = rows
+    result["split"] = str(getattr(args, "split", None) or "all")
     if "bm25" in rows:
         result["recall_at_3"] = rows["bm25"]["recall_at_3"]
         result["recall_at_10"] = rows["bm25"]["recall_at_10"]
