@@ -12,14 +12,17 @@
   scores recall@3 / recall@10 on the `gold_in_seed` questions of
   `retrieval/hotpotqa_gold_titles.jsonl`. Both numbers come from this run.
 
-- Retrieval profiles (`--profiles`, default all three: `bm25`, `bm25+rerank`,
-  `bm25+vectors`), side by side on the `entity` multihop index: recall@3,
+- Retrieval profiles (`--profiles`, default all four: `bm25`, `bm25+links`,
+  `bm25+rerank`, `bm25+vectors`), side by side on the `entity` multihop index: recall@3,
   recall@10 and per-query p50/p95 latency (top-10 searches, second stage
   included) under `profiles`. The passages are embedded once for
   `bm25+vectors` (timed: `embed_passages_per_s`, and
   `build_with_embed_passages_per_s` for Tantivy plus vectors); `bm25+rerank`
   starts with an empty passage cache, so its latency includes embedding the
-  candidates it has not seen yet. `--fusion both` adds `rrf` and `linear` rows.
+  candidates it has not seen yet. `--fusion both` adds `rrf` and `linear` rows,
+  `--candidates 10,50,100` one row per depth, `--links 0` turns the title links
+  off; `--split tune|held` scores the first or the second half of the questions
+  only (choose settings on one half, report the other).
   `--recall-index NAME` uses an existing index (built with `--embed`) instead.
 
 Data is read from `--data DIR` (required). Not covered: memory use.
@@ -37,7 +40,7 @@ from typing import Any
 from edgeagent.bench.report import percentile
 from edgeagent.errors import UserError
 
-RETRIEVAL_NAMES: tuple[str, ...] = ("bm25", "bm25+rerank", "bm25+vectors")
+RETRIEVAL_NAMES: tuple[str, ...] = ("bm25", "bm25+links", "bm25+rerank", "bm25+vectors")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--candidates", default=None, metavar="N[,N...]",
                         help="BM25 candidates re-scored, one depth or several side by side "
                              "(e.g. 10,50,100; default: each profile's own)")
+    parser.add_argument("--links", type=int, default=None, metavar="N",
+                        help="top passages whose text names candidates moved up (0: off; "
+                             "default: each profile's own)")
     parser.add_argument("--embed-model", type=Path, default=None, metavar="GGUF",
                         help="embedding model (default: all-MiniLM-L6-v2)")
     parser.add_argument("--split", choices=("all", "tune", "held"), default="all",
@@ -215,11 +221,13 @@ def _recall(args: argparse.Namespace, root: Path, seed_path: Path, gold_path: Pa
     depths = _depths(getattr(args, "candidates", None))
     rows: dict[str, dict[str, float]] = {}
     for profile in profiles:
-        fusions = [None] if fusion is None or profile == "bm25" else (
+        model = get_profile(profile).needs_model
+        fusions = [None] if fusion is None or not model else (
             ["rrf", "linear"] if fusion == "both" else [fusion])
         for fu, depth in [(f, d) for f in fusions
                           for d in (depths if profile != "bm25" else [None])]:
-            spec = get_profile(profile, fusion=fu, candidates=depth)
+            spec = get_profile(profile, fusion=fu, candidates=depth,
+                               links=getattr(args, "links", None))
             label = profile if fu is None else f"{profile}/{fu}"
             if len(depths) > 1 and depth is not None:
                 label += f"/c{depth}"

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgeagent.wiki.retrieval import RETRIEVAL_PROFILES
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -25,7 +27,7 @@ def register(sub: Any) -> None:
     p.add_argument("--wiki", default=None, metavar="NAME",
                    help="wiki index to search (default: starter, built on first use)")
     p.add_argument("--no-wiki", action="store_true", help="no web_search index")
-    p.add_argument("--retrieval", default=None, choices=("bm25", "bm25+rerank", "bm25+vectors"),
+    p.add_argument("--retrieval", default=None, choices=tuple(RETRIEVAL_PROFILES),
                    help="retrieval profile (default: the one the index was built with)")
     p.add_argument("--votes", type=int, default=1, metavar="N",
                    help="self-consistent action generation: N candidates per step (paper: 8)")

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgeagent.wiki.retrieval import RETRIEVAL_PROFILES
+
 if TYPE_CHECKING:
     from edgeagent.wiki.build import BuildStatus, ProgressFn
 
@@ -50,7 +52,7 @@ def register(sub: Any) -> None:
     build.add_argument("--attribution", default="", help="attribution text shown by `wiki list`")
     build.add_argument("--license", default="", help="license of the source text")
     build.add_argument("--profile", default="bm25",
-                       choices=("bm25", "bm25+rerank", "bm25+vectors"),
+                       choices=tuple(RETRIEVAL_PROFILES),
                        help="retrieval profile searches use (default bm25; bm25+vectors "
                        "implies --embed)")
     build.add_argument("--embed", nargs="?", const="int8", default=None,
@@ -96,7 +98,7 @@ def register(sub: Any) -> None:
     search.add_argument("query", metavar="QUERY", nargs="+")
     search.add_argument("-k", type=int, default=3, help="number of passages (default 3)")
     search.add_argument("--retrieval", default=None,
-                        choices=("bm25", "bm25+rerank", "bm25+vectors"),
+                        choices=tuple(RETRIEVAL_PROFILES),
                         help="retrieval profile (default: the index's own)")
     out = search.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print JSON")

@@ -1,6 +1,6 @@
 """Open a wiki index and search it: `WikiIndex.open(name).search(query, k)`.
 
-The retrieval profile (`retrieval`: `bm25`, `bm25+rerank`, `bm25+vectors`) is
+The retrieval profile (`retrieval`: `bm25`, `bm25+links`, `bm25+rerank`, `bm25+vectors`) is
 the one recorded with the index (`wiki build --profile`) unless `open` is
 given another; `WikiIndex.retrieval` names the one in use. The embedding
 model of a second stage loads on the first search that needs it.
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from edgeagent.errors import UserError
 from edgeagent.wiki import store
+from edgeagent.wiki.links import link_order
 from edgeagent.wiki.passages import Passage
 from edgeagent.wiki.retrieval import RetrievalProfile, get_profile, read_settings
 from edgeagent.wiki.schema import DEFAULT_RANKING, Analysis, Ranking, build_query
@@ -110,12 +111,17 @@ class WikiIndex:
 
     def search_many(self, queries: list[str], k: int = 3) -> list[list[Passage]]:
         """`search` for several queries; a second stage embeds the queries in one batch."""
-        stage = self.second_stage()
-        if stage is None or k <= 0:
+        if k <= 0 or self.profile.candidates <= 0:
             return [self.bm25(q, k) for q in queries]
         n = max(k, self.profile.candidates)
         candidates = [self.bm25(q, n) for q in queries]
-        return stage.rerank([q if isinstance(q, str) else "" for q in queries], candidates, k)
+        stage = self.second_stage()
+        if stage is not None:
+            candidates = stage.rerank([q if isinstance(q, str) else "" for q in queries],
+                                      candidates, n)
+        if self.profile.links > 0:
+            candidates = [link_order(self.analysis, c, self.profile.links) for c in candidates]
+        return [c[:k] for c in candidates]
 
     def bm25(self, query: str, k: int = 3) -> list[Passage]:
         """The first stage alone: the `k` best passages by BM25."""

@@ -3,12 +3,16 @@
 A profile says how `WikiIndex.search` turns a query into passages:
 
 - `bm25`: Tantivy BM25 alone (the index's ranking profile, e.g. `entity`).
+- `bm25+links`: BM25, then the candidates the top passage names by title move
+  up behind it (`links.link_order`; no model).
 - `bm25+rerank`: the top `candidates` BM25 passages re-scored by a sentence
   embedding model at query time; each passage embedded is cached per index
   (`vectors.EmbeddingCache`), so it is embedded once.
 - `bm25+vectors`: the same second stage over vectors stored at build time
   (`wiki build --embed`), so a query costs one query embedding and a dot
   product per candidate.
+
+Both second stages then apply the same title links as `bm25+links`.
 
 Both second stages fuse BM25 with the cosine (`rerank.fuse`: reciprocal rank
 or a linear mix; `edgeagent bench wiki` measures both). The profile an index
@@ -40,24 +44,26 @@ class RetrievalProfile:
     fusion: str = "linear"  # "linear" | "rrf"
     rrf_k: int = 60  # reciprocal rank: 1/(rrf_k + rank)
     alpha: float = 0.7  # linear: weight of the max-normalized BM25 score (1 - alpha: cosine)
+    links: int = 0  # top passages whose text names candidates moved up (0: off; see links)
 
     @property
     def needs_model(self) -> bool:
-        return self.candidates > 0
+        return self.candidates > 0 and self.vectors != "none"
 
 
 RETRIEVAL_PROFILES: dict[str, RetrievalProfile] = {
     "bm25": RetrievalProfile("bm25"),
-    # 10 candidates and a 0.7/0.3 linear mix: what was measured on the HotpotQA dev gold
-    # titles (bench wiki); more candidates cost more embedding without measured gain.
-    "bm25+rerank": RetrievalProfile("bm25+rerank", candidates=10, vectors="cache"),
-    "bm25+vectors": RetrievalProfile("bm25+vectors", candidates=10, vectors="stored"),
+    # Measured on the HotpotQA dev gold titles (bench wiki; docs/results/2026-12-02-*):
+    # links from the top passage, 10 candidates, a 0.7/0.3 linear mix.
+    "bm25+links": RetrievalProfile("bm25+links", candidates=10, links=1),
+    "bm25+rerank": RetrievalProfile("bm25+rerank", candidates=10, vectors="cache", links=1),
+    "bm25+vectors": RetrievalProfile("bm25+vectors", candidates=10, vectors="stored", links=1),
 }
 
 
-def get_profile(name: str, *, fusion: str | None = None,
-                candidates: int | None = None) -> RetrievalProfile:
-    """The profile called `name` (optionally with another fusion or candidate count)."""
+def get_profile(name: str, *, fusion: str | None = None, candidates: int | None = None,
+                links: int | None = None) -> RetrievalProfile:
+    """The profile called `name` (optionally with another fusion, candidate count or links)."""
     profile = RETRIEVAL_PROFILES.get(name)
     if profile is None:
         raise UserError(f"unknown retrieval profile {name!r}; use one of "
@@ -66,8 +72,10 @@ def get_profile(name: str, *, fusion: str | None = None,
         if fusion not in ("rrf", "linear"):
             raise UserError(f"unknown fusion {fusion!r}; use rrf or linear")
         profile = replace(profile, fusion=fusion)
-    if candidates is not None and profile.needs_model:
+    if candidates is not None and profile.candidates > 0:
         profile = replace(profile, candidates=max(1, candidates))
+    if links is not None and profile.candidates > 0:
+        profile = replace(profile, links=max(0, links))
     return profile
 
 
