@@ -282,7 +282,7 @@ def test_bench_wiki_profiles_side_by_side(tmp_path: Path, tiny_bert_gguf: Path) 
     result = _bench(tmp_path, "--fusion", "both", "--embed-model", str(tiny_bert_gguf))
     rows = result["profiles"]
     assert isinstance(rows, dict)
-    assert set(rows) == {"bm25", "bm25+rerank/rrf", "bm25+rerank/linear",
+    assert set(rows) == {"bm25", "bm25+links", "bm25+rerank/rrf", "bm25+rerank/linear",
                          "bm25+vectors/rrf", "bm25+vectors/linear"}
     for row in rows.values():
         assert 0.0 <= row["recall_at_3"] <= row["recall_at_10"] <= 1.0

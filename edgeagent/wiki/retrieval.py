@@ -53,8 +53,9 @@ class RetrievalProfile:
 
 RETRIEVAL_PROFILES: dict[str, RetrievalProfile] = {
     "bm25": RetrievalProfile("bm25"),
-    # Measured on the HotpotQA dev gold titles (bench wiki; docs/results/2026-12-02-*):
-    # links from the top passage, 10 candidates, a 0.7/0.3 linear mix.
+    # Chosen on the first half of the HotpotQA dev gold titles (bench wiki --split tune;
+    # docs/results/2026-12-02-retrieval-links.md): links from the top passage only, 10
+    # candidates (20-100 lower recall@3 with links), a 0.7/0.3 linear mix (RRF lower).
     "bm25+links": RetrievalProfile("bm25+links", candidates=10, links=1),
     "bm25+rerank": RetrievalProfile("bm25+rerank", candidates=10, vectors="cache", links=1),
     "bm25+vectors": RetrievalProfile("bm25+vectors", candidates=10, vectors="stored", links=1),
