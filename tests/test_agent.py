@@ -113,6 +113,22 @@ def test_parse_error_then_retry() -> None:
     assert engine.calls[1]["messages"][-1]["content"] == first.observation
 
 
+def test_the_fallback_call_counts_as_generation_time() -> None:
+    import time
+
+    class SlowFallback(ScriptedEngine):
+        def generate(self, messages: Sequence[Message] | str, **kw: Any) -> list[Completion]:
+            if not isinstance(messages, str) and messages[0]["content"].startswith("An agent"):
+                time.sleep(0.05)  # the answer-from-memory call
+            return super().generate(messages, **kw)
+
+    engine = SlowFallback([act("a", "print(1)"), "Paris"])
+    traj = Agent(engine, search=fake_search, config=AgentConfig(max_steps=1)).run("q?")
+    assert traj.from_fallback and traj.timings["fallback_s"] >= 0.05
+    assert traj.timings["generate_s"] >= traj.timings["fallback_s"]  # not lost in "other"
+    assert traj.timings["total_s"] >= traj.timings["generate_s"]
+
+
 def test_execution_error_keeps_printed_output_then_retry() -> None:
     traj, _, _ = run([act("Oops.", "print('half')\n1/0"), act("Fix.", "final_answer(2)")])
     obs = traj.steps[0].observation

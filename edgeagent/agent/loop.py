@@ -195,6 +195,7 @@ class Agent:
             gold=gold, dataset=dataset, ftp_prefix=prefix,
             # how observations were retrieved: the index's profile (WikiIndex.search's owner)
             retrieval=getattr(getattr(self.search, "__self__", None), "retrieval", None),
+            straggler=cfg.straggler if cfg.votes > 1 else None,
         )
         traj.tokens = {"prompt": 0, "completion": 0, "prompt_evaluated": 0}
         self._emit(ev.RunStart(question, self.model_name, cfg.votes, cfg.max_steps))
@@ -356,6 +357,7 @@ class Agent:
     def _fallback(self, traj: Trajectory, messages: list[Message], step_no: int) -> None:
         self._emit(ev.StepStart(step_no, fallback=True))
         chat = self.prompts.fallback_messages(messages[1:], traj.question)
+        t0 = time.perf_counter()
         traj.tokens["prompt_evaluated"] += self._keep_prefix(chat, traj.question)
         try:
             comp = self.engine.generate(
@@ -367,6 +369,8 @@ class Agent:
             traj.error = str(exc)
             self._emit(ev.AgentError(str(exc), step_no))
             return
+        finally:
+            traj.timings["fallback_s"] = round(time.perf_counter() - t0, 4)
         traj.tokens["prompt"] += comp.prompt_tokens
         traj.tokens["completion"] += comp.completion_tokens
         traj.tokens["prompt_evaluated"] += comp.timings.prompt_tokens_evaluated
@@ -382,11 +386,15 @@ class Agent:
             chat.pop()  # the observation after the last action is not trained on
         traj.messages = chat
         steps = traj.steps
+        fallback = float(traj.timings.get("fallback_s", 0.0))  # the answer-from-memory call
         traj.timings = {
             "total_s": round(time.perf_counter() - started, 4),
-            "generate_s": round(sum(s.timings.get("generate_s", 0.0) for s in steps), 4),
+            "generate_s": round(sum(s.timings.get("generate_s", 0.0) for s in steps)
+                                + fallback, 4),
             "execute_s": round(sum(s.timings.get("execute_s", 0.0) for s in steps), 4),
         }
+        if fallback:
+            traj.timings["fallback_s"] = fallback
         return traj
 
     def _cancelled(self, traj: Trajectory, messages: list[Message], step_no: int,
