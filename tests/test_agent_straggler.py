@@ -85,11 +85,14 @@ def test_cut_candidates_are_recorded_not_run_and_do_not_vote() -> None:
     assert [c.get("cut", False) for c in d] == [True, False, True, False, False, True]
     assert Trajectory.from_dict(traj.to_dict()).steps[0].candidates == step.candidates
     assert traj.answer == "3"
+    assert traj.to_dict()["straggler"] == "quorum"  # how the votes were cut is on record
+    assert Trajectory.from_dict(traj.to_dict()).straggler == "quorum"
 
 
 def test_wait_policy_passes_no_policy_to_the_engine() -> None:
     traj, engine, _ = _run([[act("final_answer(1)")] * 4], votes=4, straggler="wait")
     assert "straggler" not in engine.kwargs[0] and traj.answer == "1"
+    assert traj.straggler == "wait"
 
 
 def test_the_fixed_prompt_prefix_is_kept_before_the_first_step() -> None:
@@ -98,6 +101,7 @@ def test_the_fixed_prompt_prefix_is_kept_before_the_first_step() -> None:
     assert before == "q?" and prompt[0]["role"] == "system" and "q?" in prompt[1]["content"]
     assert traj.tokens["prompt_evaluated"] == 7 + 10
     assert "straggler" not in engine.kwargs[0]  # one vote: nothing to cut
+    assert "straggler" not in traj.to_dict()
 
 
 def test_the_fallback_prefix_is_kept_too() -> None:

@@ -333,3 +333,20 @@ def test_compare_best_is_the_lowest_error_rate_and_none_for_steps(
     errors = compare.markdown(runs, "parse_error_rate").splitlines()
     assert "| 62.5 |" in errors[4] and "| **25.0** |" in errors[5]
     assert "**" not in compare.markdown(runs, "steps_per_question")
+
+
+def test_straggler_policy_is_part_of_a_voting_run_only(tmp_path: Path) -> None:
+    from edgeagent.eval.runner import check_run_file
+
+    assert EvalConfig(votes=1).identity()["straggler"] is None  # greedy: no policy to record
+    assert EvalConfig(mode="cot", votes=8).identity()["straggler"] is None
+    assert EvalConfig(votes=8).identity()["straggler"] == "quorum"
+    out = tmp_path / "run"
+    check_run_file(out, EvalConfig(votes=8, straggler="wait"))
+    check_run_file(out, EvalConfig(votes=8, straggler="wait"))  # same settings: resumes
+    with pytest.raises(UserError, match="other settings \\(straggler: 'wait' there, 'quorum'"):
+        check_run_file(out, EvalConfig(votes=8))
+    old = json.loads((out / "run.json").read_text())
+    del old["straggler"]  # a run.json written before the setting existed
+    (out / "run.json").write_text(json.dumps(old))
+    check_run_file(out, EvalConfig(votes=8))

@@ -131,3 +131,23 @@ def test_markdown_export_skips_steps_with_nothing_to_show() -> None:
             StoredMessage(2, 1, "assistant", "Hello!", "done", "t", steps=[{"step": 1}])]
     assert chat_markdown(session, msgs) == "# hello\n\n## You\n\nhi\n\n## edgeagent\n\n" \
         "**Answer:** Hello!\n"
+
+
+def test_vote_view_shows_cut_candidates_as_cut_not_as_errors() -> None:
+    from edgeagent.agent.events import Candidate, Vote
+    from edgeagent.agent.loop import CUT_ERROR
+    from edgeagent.tui.widgets.step import candidate_rows
+
+    turn = Turn()
+    turn.apply(StepStart(1))
+    for i, (ok, cut) in enumerate([(True, False), (False, True), (False, False)]):
+        turn.apply(Candidate(1, i, "t", None if cut else "x = 1", "k", ok, "",
+                             error=CUT_ERROR if cut else (None if ok else "SyntaxError"),
+                             cut=cut))
+    turn.apply(Vote(1, 0, 1, 3))
+    title, rows = candidate_rows(turn.steps[0])
+    assert title == "3 candidates (1 cut)"
+    assert rows[0].startswith("✓ #0 (chosen)") and rows[2].startswith("✗ #2: SyntaxError")
+    assert rows[1].startswith("✂ #1: cut") and CUT_ERROR not in rows[1]
+    again = Turn.from_stored(turn.content(), turn.status, turn.steps_json())
+    assert candidate_rows(again.steps[0]) == (title, rows)  # survives the session store

@@ -195,6 +195,7 @@ class Agent:
             gold=gold, dataset=dataset, ftp_prefix=prefix,
             # how observations were retrieved: the index's profile (WikiIndex.search's owner)
             retrieval=getattr(getattr(self.search, "__self__", None), "retrieval", None),
+            straggler=cfg.straggler if cfg.votes > 1 else None,
         )
         traj.tokens = {"prompt": 0, "completion": 0, "prompt_evaluated": 0}
         self._emit(ev.RunStart(question, self.model_name, cfg.votes, cfg.max_steps))

@@ -9,7 +9,7 @@ exact chat a student is trained on: system, `New task:` turn, then assistant
 turns (ending ```` ```<end_code> ````) and observation turns, without the
 observation after the last action. Extra fields kept: per step `text` (the raw
 chosen output), `final_answer`, `chosen`, `timings`; per record
-`from_fallback`, `error`, `cancelled`.
+`from_fallback`, `error`, `cancelled`, `retrieval`, `straggler` (voting runs).
 
 Files: `append_records` writes whole lines (one `write` per record, then
 fsync) and first cuts off a half-written last line left by a kill, so a
@@ -118,6 +118,7 @@ class Trajectory:
     error: str | None = None
     cancelled: bool = False
     retrieval: str | None = None  # the wiki's retrieval profile (bm25, bm25+rerank, ...)
+    straggler: str | None = None  # voting runs: quorum or wait (None: one vote)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -128,7 +129,7 @@ class Trajectory:
             "messages": [{"role": m["role"], "content": m["content"]} for m in self.messages],
             "from_fallback": self.from_fallback,
         }
-        for key in ("gold", "dataset", "score", "ftp_prefix", "error", "retrieval"):
+        for key in ("gold", "dataset", "score", "ftp_prefix", "error", "retrieval", "straggler"):
             value = getattr(self, key)
             if value is not None:
                 d[key] = value
@@ -161,7 +162,7 @@ class Trajectory:
             gold=d.get("gold"), dataset=d.get("dataset"), score=d.get("score"),
             ftp_prefix=d.get("ftp_prefix"), from_fallback=bool(d.get("from_fallback", False)),
             error=d.get("error"), cancelled=bool(d.get("cancelled", False)),
-            retrieval=d.get("retrieval"),
+            retrieval=d.get("retrieval"), straggler=d.get("straggler"),
         )
 
 

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgeagent.agent.policy_option import STRAGGLER_OPTION
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -29,6 +31,7 @@ def register(sub: Any) -> None:
                    help="retrieval profile (default: the one the index was built with)")
     p.add_argument("--votes", type=int, default=1, metavar="N",
                    help="self-consistent action generation: N candidates per step (paper: 8)")
+    p.add_argument("--straggler", **STRAGGLER_OPTION)
     p.add_argument("--temperature", type=float, default=None,
                    help="sampling temperature (default: 0 with 1 vote, 0.4 with more)")
     p.add_argument("--top-p", type=float, default=None, help="default: 1.0 / 0.8 with votes")
@@ -85,6 +88,7 @@ def handle(args: argparse.Namespace) -> int:
     config = AgentConfig(
         votes=args.votes, temperature=args.temperature, top_p=args.top_p,
         max_steps=args.max_steps, max_tokens=args.max_tokens, seed=args.seed, prompt=args.prompt,
+        straggler=args.straggler,
     )
     lora_scale = 1.0 if args.lora_scale is None else args.lora_scale
     with LlamaCppEngine(path, n_ctx=args.n_ctx, max_parallel=max(8, args.votes),

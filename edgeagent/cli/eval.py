@@ -26,6 +26,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgeagent.agent.policy_option import STRAGGLER_OPTION
+
 MULTIHOP = "multihop"
 
 
@@ -48,6 +50,7 @@ def register(sub: Any) -> None:
     p.add_argument("--votes", type=int, default=1, metavar="N",
                    help="agent: N candidate actions per step (paper: 8); cot/direct: "
                    "majority vote over N answers")
+    p.add_argument("--straggler", **STRAGGLER_OPTION)
     p.add_argument("--wiki", default=None, metavar="NAME",
                    help=f"wiki index for web_search (default: {MULTIHOP}, built on first use)")
     p.add_argument("--no-wiki", action="store_true", help="agent without web_search")
@@ -164,6 +167,7 @@ def handle(args: argparse.Namespace) -> int:
         prompt=args.prompt, model=path.name, wiki=wiki, judge=args.judge,
         lora=Path(args.lora).name if args.lora else None,
         lora_scale=(1.0 if args.lora_scale is None else args.lora_scale) if args.lora else None,
+        straggler=args.straggler,
     )
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     # one core is left free: llama.cpp's threads spin-wait, and on a shared or

@@ -72,7 +72,7 @@ def labels(runs: list[Run]) -> list[str]:
     """Row names: the settings that differ between runs (always the mode and votes)."""
     keys = ["model", "mode", "votes"]
     agents = [r for r in runs if r.settings.get("mode") == "agent"]
-    for k in ("lora", "prompt", "temperature", "max_steps", "wiki", "judge"):
+    for k in ("lora", "prompt", "temperature", "max_steps", "wiki", "judge", "straggler"):
         # prompt, steps and wiki only matter to agent runs
         among = agents if k in ("prompt", "max_steps", "wiki") else runs
         if len({json.dumps(r.settings.get(k)) for r in among}) > 1:

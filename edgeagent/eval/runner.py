@@ -53,7 +53,8 @@ EvalMode = Literal["agent", "cot", "direct"]
 DEFAULT_MAX_TOKENS = {"agent": 512, "cot": 1024, "direct": 64}
 # settings that must match when a run is resumed
 IDENTITY = ("mode", "votes", "temperature", "top_p", "max_steps", "max_tokens", "seed",
-            "prompt", "model", "wiki", "judge", "lora", "lora_scale")
+            "prompt", "model", "wiki", "judge", "lora", "lora_scale", "straggler")
+LATER_KEYS = ("straggler",)  # absent from run.json files written before they existed
 
 
 @dataclass
@@ -73,6 +74,7 @@ class EvalConfig:
     judge: str | None = None
     lora: str | None = None  # adapter GGUF file name; None: the model alone
     lora_scale: float | None = None  # None without an adapter
+    straggler: Literal["quorum", "wait"] = "quorum"  # agent votes > 1 only
 
     def tokens(self) -> int:
         return self.max_tokens or DEFAULT_MAX_TOKENS[self.mode]
@@ -80,6 +82,8 @@ class EvalConfig:
     def identity(self) -> dict[str, Any]:
         d = asdict(self)
         d["max_tokens"] = self.tokens()
+        if self.mode != "agent" or self.votes < 2:
+            d["straggler"] = None  # no effect: not part of what the run is
         return {k: d[k] for k in IDENTITY}
 
 
@@ -96,7 +100,7 @@ def make_solver(engine: Engine, search: SearchFn | None, config: EvalConfig) -> 
         return Agent(engine, search=search, model_name=config.model, config=AgentConfig(
             votes=config.votes, temperature=config.temperature, top_p=config.top_p,
             max_steps=config.max_steps, max_tokens=config.tokens(), seed=config.seed,
-            prompt=config.prompt))
+            prompt=config.prompt, straggler=config.straggler))
     from edgeagent.eval.cot import CotRunner
 
     return CotRunner(engine, mode=config.mode, votes=config.votes,
@@ -114,6 +118,8 @@ def check_run_file(out: Path, config: EvalConfig) -> None:
         except (OSError, ValueError) as exc:
             raise UserError(f"{path} is unreadable ({exc}); use another --out") from None
         for key in IDENTITY:
+            if key in LATER_KEYS and key not in old:
+                continue
             if old.get(key) != new[key]:
                 raise UserError(f"{out} holds a run with other settings ({key}: "
                                 f"{old.get(key)!r} there, {new[key]!r} now); use another --out")

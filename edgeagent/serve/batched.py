@@ -31,14 +31,11 @@ Not covered: prompt-prefill priority tuning, GPU offload, LoRA hot-swap.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import queue
-import random
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,60 +45,16 @@ from edgeagent.engines.base import (
     FinishReason,
     Message,
     Timings,
-    TokenCallback,
     find_stop,
     holdback,
 )
 from edgeagent.engines.chat_template import render_chat
 from edgeagent.engines.kv_sequences import common_prefix
 from edgeagent.errors import UserError
+from edgeagent.serve.batch_work import Sample, SlotEngine, Work
 from edgeagent.serve.hosts import RequestEngine, TokenCounter
 
 PREFILL_CHUNK = 128  # prompt tokens per decode: bounds how long a cancel or a decode waits
-
-
-@dataclass
-class _Sample:
-    seq: int
-    sampler: Any
-    decoder: codecs.IncrementalDecoder = field(
-        default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
-    text: str = ""
-    emitted: int = 0
-    n_tokens: int = 0
-    logit: int = -1  # batch index of this sample's logits in the last decode, -1: none
-    feed: int | None = None  # sampled token to put in the next batch
-    finish: FinishReason | None = None
-    stop: str | None = None
-
-
-@dataclass
-class _Work:
-    """One `generate` call of one request."""
-
-    slot: int
-    tokens: list[int]
-    n: int
-    temperature: float
-    top_p: float
-    max_tokens: int
-    stop: list[str]
-    seed: int
-    on_token: TokenCallback | None
-    cancel: threading.Event
-    ignore_eos: bool = False
-    done: threading.Event = field(default_factory=threading.Event)
-    fed: int = 0  # prompt tokens in the KV cache
-    evaluated: int = 0
-    samples: list[_Sample] = field(default_factory=list)
-    result: list[Completion] | None = None
-    error: BaseException | None = None
-    t0: float = field(default_factory=time.perf_counter)
-    t1: float = 0.0
-
-    @property
-    def prefilling(self) -> bool:
-        return not self.samples
 
 
 class BatchedHost:
@@ -162,9 +115,9 @@ class BatchedHost:
         for s in range(slots):
             self._free.put(s)
         self._cv = threading.Condition()
-        self._incoming: list[_Work] = []
-        self._active: list[_Work] = []
-        self._waiting: list[_Work] = []  # held back until a shared prefix is in the cache
+        self._incoming: list[Work] = []
+        self._active: list[Work] = []
+        self._waiting: list[Work] = []  # held back until a shared prefix is in the cache
         self._closing = False
         self.decodes = 0  # llama_decode calls (fewer than tokens when requests share them)
         self._thread = threading.Thread(target=self._run, name="edgeagent-batch", daemon=True)
@@ -177,7 +130,7 @@ class BatchedHost:
         slot = self._free.get()
         cancel = threading.Event()
         try:
-            yield RequestEngine(_SlotEngine(self, slot, cancel), self.counter, self.name,
+            yield RequestEngine(SlotEngine(self, slot, cancel), self.counter, self.name,
                                 cancel_event=cancel, count=False)
         finally:
             self._free.put(slot)
@@ -218,7 +171,7 @@ class BatchedHost:
         add = self._add_bos and not (self.bos_text and text.startswith(self.bos_text))
         return native.tokenize(self._vocab, text, add_special=add)
 
-    def submit(self, work: _Work) -> list[Completion]:
+    def submit(self, work: Work) -> list[Completion]:
         with self._cv:
             if self._closing:
                 raise UserError("the server is shutting down")
@@ -263,14 +216,14 @@ class BatchedHost:
                     self._fail(w, err)
                 self._active, self._waiting = [], []
 
-    def _worth_waiting(self, w: _Work) -> bool:
+    def _worth_waiting(self, w: Work) -> bool:
         """Whether another request now prefilling will soon hold much more of this prompt
         than the cache does (clients that start together share one system prompt)."""
         cached = max((common_prefix(rec, w.tokens) for rec in self._records), default=0)
         return any(o.prefilling and common_prefix(o.tokens, w.tokens) > cached + PREFILL_CHUNK
                    for o in self._active)
 
-    def _admit(self, w: _Work) -> None:
+    def _admit(self, w: Work) -> None:
         """Put the prompt's cached prefix in the slot's first sequence."""
         llama, mem = self._llama, self._mem
         own = w.slot * self.votes_max
@@ -296,13 +249,13 @@ class BatchedHost:
     def _iterate(self) -> None:
         llama, batch = self._llama, self._batch
         entries: list[tuple[int, int, int, bool]] = []  # token, pos, seq, logits
-        decoding: list[tuple[_Sample, int]] = []  # sample, batch index
+        decoding: list[tuple[Sample, int]] = []  # sample, batch index
         for w in self._active:
             for smp in w.samples:
                 if smp.feed is not None:
                     decoding.append((smp, len(entries)))
                     entries.append((smp.feed, len(w.tokens) + smp.n_tokens - 1, smp.seq, True))
-        prefill: list[tuple[_Work, int, int]] = []  # work, first index, count
+        prefill: list[tuple[Work, int, int]] = []  # work, first index, count
         budget = len(entries) + PREFILL_CHUNK
         for w in self._active:
             room = min(self.n_batch, budget) - len(entries)
@@ -344,7 +297,7 @@ class BatchedHost:
             if w.samples and all(s.finish is not None for s in w.samples):
                 self._complete(w)
 
-    def _start_samples(self, w: _Work, logit: int) -> None:
+    def _start_samples(self, w: Work, logit: int) -> None:
         llama = self._llama
         own = w.slot * self.votes_max
         w.t1 = time.perf_counter()
@@ -354,9 +307,9 @@ class BatchedHost:
                 self._records[own + i] = list(w.tokens)
             chain = native.sampler_chain(temperature=w.temperature, top_p=w.top_p,
                                          top_k=self.top_k, seed=w.seed + i)
-            w.samples.append(_Sample(seq=own + i, sampler=chain, logit=logit))
+            w.samples.append(Sample(seq=own + i, sampler=chain, logit=logit))
 
-    def _sample(self, w: _Work, smp: _Sample) -> None:
+    def _sample(self, w: Work, smp: Sample) -> None:
         llama = self._llama
         tok = llama.llama_sampler_sample(smp.sampler, self._ctx, smp.logit)
         smp.logit = -1
@@ -389,16 +342,16 @@ class BatchedHost:
         if smp.finish is None:
             smp.feed = tok
 
-    def _finish_all(self, w: _Work, reason: FinishReason) -> None:
+    def _finish_all(self, w: Work, reason: FinishReason) -> None:
         for smp in w.samples:
             if smp.finish is None:
                 smp.finish, smp.feed = reason, None
         if not w.samples:  # cancelled during prefill
-            w.samples = [_Sample(seq=w.slot * self.votes_max + i, sampler=None, finish=reason)
+            w.samples = [Sample(seq=w.slot * self.votes_max + i, sampler=None, finish=reason)
                          for i in range(w.n)]
         self._complete(w)
 
-    def _complete(self, w: _Work) -> None:
+    def _complete(self, w: Work) -> None:
         if w.done.is_set():
             return
         t2 = time.perf_counter()
@@ -419,45 +372,10 @@ class BatchedHost:
             self._active.remove(w)
         w.done.set()
 
-    def _fail(self, w: _Work, err: BaseException) -> None:
+    def _fail(self, w: Work, err: BaseException) -> None:
         for smp in w.samples:
             if smp.sampler is not None:
                 self._llama.llama_sampler_free(smp.sampler)
                 smp.sampler = None
         w.error = err
         w.done.set()
-
-
-class _SlotEngine:
-    """The `Engine` of one slot: `generate` hands a work item to the scheduler."""
-
-    def __init__(self, host: BatchedHost, slot: int, cancel: threading.Event) -> None:
-        self.host = host
-        self.slot = slot
-        self.cancel_event = cancel
-        self.name = host.name
-
-    def generate(self, messages: Sequence[Message] | str, *, n: int = 1,
-                 temperature: float = 0.0, top_p: float = 1.0, max_tokens: int = 512,
-                 stop: Sequence[str] = (), seed: int | None = None, prefix: str | None = None,
-                 on_token: TokenCallback | None = None,
-                 ignore_eos: bool = False) -> list[Completion]:
-        host = self.host
-        if not 1 <= n <= host.votes_max:
-            raise UserError(f"n must be from 1 to {host.votes_max} on this server")
-        if max_tokens < 1:
-            raise UserError("max_tokens must be at least 1")
-        tokens = host.tokens_for(messages, prefix)
-        if not tokens:
-            raise UserError("the prompt is empty")
-        if len(tokens) >= host.n_ctx:
-            raise UserError(f"the prompt is {len(tokens)} tokens but the context holds "
-                            f"{host.n_ctx}; shorten it or raise --n-ctx")
-        seed = random.randrange(1 << 31) if seed is None else seed
-        work = _Work(slot=self.slot, tokens=tokens, n=n, temperature=temperature, top_p=top_p,
-                     max_tokens=max_tokens, stop=list(stop), seed=seed, on_token=on_token,
-                     cancel=self.cancel_event, ignore_eos=ignore_eos)
-        return host.submit(work)
-
-    def close(self) -> None:
-        pass

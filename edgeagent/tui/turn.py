@@ -90,7 +90,7 @@ class Turn:
             self.step(event.step).candidates.append({
                 "index": event.index, "ok": event.ok, "key": event.key,
                 "thought": event.thought, "code": event.code,
-                "observation": event.observation, "error": event.error,
+                "observation": event.observation, "error": event.error, "cut": event.cut,
             })
             return "step"
         if isinstance(event, Vote):

@@ -82,14 +82,8 @@ class StepBlock(Collapsible):
                                                                         else ""))
             yield Static(body, classes="passage")
         if s.candidates:
-            rows = []
-            for c in sorted(s.candidates, key=lambda c: int(c.get("index", 0))):
-                mark = "✓" if c.get("ok") else "✗"
-                chosen = " (chosen)" if c.get("index") == s.chosen else ""
-                outcome = c.get("error") or c.get("key") or ""
-                rows.append(f"{mark} #{c.get('index')}{chosen}: {str(outcome)[:120]}")
-            yield Collapsible(Static(Text("\n".join(rows))),
-                              title=f"{len(s.candidates)} candidates", collapsed=True,
+            title, rows = candidate_rows(s)
+            yield Collapsible(Static(Text("\n".join(rows))), title=title, collapsed=True,
                               classes="fold")
 
     def refresh_view(self) -> None:
@@ -102,3 +96,20 @@ class StepBlock(Collapsible):
         contents = found.first()
         contents.remove_children()
         contents.mount_all(list(self._body()))
+
+
+def candidate_rows(s: StepView) -> tuple[str, list[str]]:
+    """The vote view of a step: its title and one line per candidate. A candidate the
+    straggler policy cut is shown as cut (✂), not as an error: it did not fail."""
+    rows, cut = [], 0
+    for c in sorted(s.candidates, key=lambda c: int(c.get("index", 0))):
+        chosen = " (chosen)" if c.get("index") == s.chosen else ""
+        if c.get("cut"):
+            cut += 1
+            rows.append(f"✂ #{c.get('index')}: cut, the vote was decided before it finished")
+            continue
+        mark = "✓" if c.get("ok") else "✗"
+        outcome = c.get("error") or c.get("key") or ""
+        rows.append(f"{mark} #{c.get('index')}{chosen}: {str(outcome)[:120]}")
+    title = f"{len(s.candidates)} candidates" + (f" ({cut} cut)" if cut else "")
+    return title, rows
