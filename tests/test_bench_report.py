@@ -81,3 +81,17 @@ def test_bench_sag_prefix_reuse_is_exact(tmp_path: Path, tiny_gguf: Path) -> Non
     assert data["prompt_tokens_evaluated_per_step"] == data["prompt_tokens_new_per_step"]
     assert data["prompt_tokens_new_per_step"][0] > 300  # step 1: the whole system prompt
     assert all(0 <= n <= 8 for n in data["sag8_cut_per_step"])
+
+
+@pytest.mark.slow
+def test_bench_serve_reports_clients_against_one(tmp_path: Path, default_model: Path) -> None:
+    out = _cli("bench", "serve", "--model", str(default_model), "--clients", "1,2",
+               "--requests", "2", "--max-steps", "1", "--max-tokens", "8", "--engines",
+               "batched", "--threads", "1", "--json", home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["name"] == "serve" and data["model"] == default_model.stem
+    assert set(data["ratio"]) == {"batched_2clients_vs_1"} and data["ratio"][
+        "batched_2clients_vs_1"] == data["batched"]["2"]["throughput_vs_1"] > 0
+    for run in data["batched"].values():
+        assert run["errors"] == [] and run["requests"] == 2 and all(run["answers"])

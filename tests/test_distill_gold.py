@@ -200,6 +200,21 @@ def test_gold_gsm8k_cot(shared_data: Path, tmp_path: Path,
     assert len(kept) == 5
 
 
+def test_gold_gsm8k_cot_keeps_the_agent_questions(shared_data: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # example 135 of the train set has no calculator annotation: the agent format skips
+    # it, and so must the CoT format, or the two students learn from different questions
+    src = shared_data / "benchmarks" / "train" / "gsm8k_train_7473.jsonl"
+    common = ["distill", "gold", "--data", str(src), "--limit", "140"]
+    assert main([*common, "--out", str(tmp_path / "a.jsonl")]) == 0
+    assert main([*common, "--format", "cot", "--out", str(tmp_path / "c.jsonl")]) == 0
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    agent, cot = read_records(tmp_path / "a.jsonl"), read_records(tmp_path / "c.jsonl")
+    assert len(agent) < 140 and "gsm8k_train_7473:135: no calculator annotations" in out
+    assert [r.id for r in cot] == [r.id for r in agent]
+
+
 def test_a_page_the_search_does_not_return_drops_the_question(
     multihop: Callable[[str, int], Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -23,7 +23,8 @@ stated result.
 `gsm8k_cot_trajectory(example)` is the chain-of-thought target of the same
 example for a CoT student: the solution text without its annotations, then
 `<answer> \\boxed{72} </answer>`, under the paper's CoT prompt (`cot_trajectory`,
-also used for HotpotQA by `trainer.gold_qa`).
+also used for HotpotQA by `trainer.gold_qa`). `gsm8k_records` keeps the same examples
+in both formats (one the agent format cannot use is skipped in the CoT format too).
 
 Not covered: MATH-style solutions (no annotations), running code in the sandbox.
 """
@@ -238,17 +239,21 @@ def gsm8k_cot_trajectory(example: Mapping[str, Any], *, task_id: str,
 def gsm8k_records(examples: list[Any], *, stem: str, fmt: str = "agent"
                   ) -> tuple[list[Trajectory], list[str]]:
     """Gold records (`fmt` "agent" or "cot") of GSM8K examples, and "<id>: <reason>" for
-    each example that gives none."""
-    make = gold_trajectory if fmt == "agent" else gsm8k_cot_trajectory
+    each example that gives none. Both formats keep the same examples: one without a
+    usable annotation is skipped in the CoT format too."""
     records: list[Trajectory] = []
     skipped: list[str] = []
     for n, ex in enumerate(examples):
         if not isinstance(ex, Mapping):
             skipped.append(f"{stem}:{n}: not a JSON object")
             continue
+        task_id = str(ex.get("id") or f"{stem}:{n}")
         try:
-            records.append(make(ex, task_id=str(ex.get("id") or f"{stem}:{n}"),
-                                dataset="gsm8k"))
+            # the CoT set keeps exactly the questions the agent set keeps, so two students
+            # trained on the two formats of one file learn from the same questions
+            agent = gold_trajectory(ex, task_id=task_id, dataset="gsm8k")
+            records.append(agent if fmt == "agent" else
+                           gsm8k_cot_trajectory(ex, task_id=task_id, dataset="gsm8k"))
         except GoldError as exc:
             skipped.append(f"{stem}:{n}: {exc}")
     return records, skipped

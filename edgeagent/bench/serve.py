@@ -147,8 +147,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     name = model_label(getattr(args, "model", None), path)
     questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(args.requests)]
     parallel = max(counts)
-    result: dict[str, Any] = {"model": name, "requests": args.requests,
-                              "max_steps": args.max_steps, "max_tokens": args.max_tokens}
+    ratio: dict[str, float] = {}
+    result: dict[str, Any] = {
+        "model": name, "ratio": ratio,
+        "baseline": f"{counts[0]} client(s) on the same server, same requests (requests/min)",
+        "requests": args.requests, "max_steps": args.max_steps, "max_tokens": args.max_tokens}
     for kind in kinds:
         host = open_host(path, name=name, kind=kind, parallel=parallel,  # type: ignore[arg-type]
                          n_ctx=4096, threads=args.threads, max_votes=1)
@@ -169,6 +172,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             r = runs[str(c)]
             r[f"throughput_vs_{counts[0]}"] = round(
                 r["requests_per_min"] / base["requests_per_min"], 2)
+            ratio[f"{kind}_{c}clients_vs_{counts[0]}"] = r[f"throughput_vs_{counts[0]}"]
             same = sum(a == b for a, b in zip(r["answers"], base["answers"], strict=True))
             r["same_answers"] = f"{same}/{len(questions)}"
         result[kind] = runs

@@ -1,4 +1,4 @@
-"""`edgeagent bench engine|sag|ask|wiki|sandbox`: measured ratios, printed as JSON or a table.
+"""`edgeagent bench engine|sag|ask|wiki|sandbox|serve`: measured ratios, printed as JSON or a table.
 
 Each benchmark lives in `edgeagent.bench.<name>` (`add_arguments(parser)`,
 `run(args) -> dict`); its top-level imports stay light (`--help` imports it).
@@ -23,7 +23,7 @@ BENCHES: dict[str, str] = {
     "sandbox": "code tool latency and candidate fan-out vs a subprocess per call",
     "serve": "the OpenAI server: requests per minute and p50 latency, N clients vs 1",
 }
-MODEL_BENCHES = frozenset({"engine", "sag", "ask"})
+MODEL_BENCHES = frozenset({"engine", "sag", "ask", "serve"})
 
 
 def register(sub: Any) -> None:
