@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from proc_support import restore_sigint
 
 from edgeagent.agent.prompts import load_prompts
 from edgeagent.cli import main
@@ -279,7 +280,7 @@ def test_ctrl_c_keeps_whole_records_only(teacher: tuple[str, Teacher], tmp_path:
     cmd = [sys.executable, "-m", "edgeagent", "distill", "generate", "--teacher", url,
            "--data", str(data), "--out", str(out), "--no-wiki", "--workers", "2"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=restore_sigint)
     deadline = time.time() + 60
     while time.time() < deadline and (not out.exists() or len(_records(out)) < 2):
         time.sleep(0.05)

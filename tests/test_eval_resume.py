@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from proc_support import restore_sigint
 from test_eval_support import write_bench
 
 from edgeagent.agent.trajectory import read_records
@@ -37,7 +38,8 @@ def _start(tmp: Path, bench: Path, out: Path, log: Path, delay: float) -> subpro
     script = SCRIPT.format(tests=str(Path(__file__).parent), answers=str(answers),
                            bench=str(bench), out=str(out), log=str(log), delay=delay)
     return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=dict(os.environ))
+                            stderr=subprocess.PIPE, env=dict(os.environ),
+                            preexec_fn=restore_sigint)
 
 
 def _lines(path: Path) -> int:

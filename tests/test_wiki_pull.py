@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from hub_standin import HubStandin
+from proc_support import restore_sigint
 from wiki18_corpus import write_corpus
 
 from edgeagent.errors import UserError
@@ -254,7 +255,8 @@ def test_ctrl_c_keeps_the_committed_part(shared_data: Path, hub_root: Path, hub:
     hub.delay_per_chunk = 0.3
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgeagent", "wiki", "pull", "--checkpoint-every", "1000"],
-        env=_env(home, hub.url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=_env(home, hub.url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=restore_sigint)
     folder = home / "data" / "wiki" / "wiki-18"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(folder.glob(".partial-*/pull-state.json")):
