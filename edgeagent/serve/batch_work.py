@@ -3,7 +3,7 @@
 `Work` is one `generate` call of one request (its prompt tokens, sampling
 settings, samples and result); `Sample` one sequence being decoded for it.
 `SlotEngine.generate` checks the call, tokenizes the prompt and hands a `Work`
-to the host's scheduler thread, then waits for it. Not covered: the scheduler
+to the host's scheduler thread (`Scheduler`), then waits for it. Not covered: the scheduler
 (`batched`).
 """
 
@@ -15,13 +15,23 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from edgeagent.engines.base import Completion, FinishReason, Message, TokenCallback
 from edgeagent.errors import UserError
 
-if TYPE_CHECKING:
-    from edgeagent.serve.batched import BatchedHost
+
+class Scheduler(Protocol):
+    """What a slot engine needs of its host (`batched.BatchedHost`)."""
+
+    name: str
+    n_ctx: int
+    votes_max: int
+
+    def tokens_for(self, messages: Sequence[Message] | str, prefix: str | None) -> list[int]:
+        ...
+
+    def submit(self, work: Work) -> list[Completion]: ...
 
 
 @dataclass
@@ -71,7 +81,7 @@ class Work:
 class SlotEngine:
     """The `Engine` of one slot: `generate` hands a work item to the scheduler."""
 
-    def __init__(self, host: BatchedHost, slot: int, cancel: threading.Event) -> None:
+    def __init__(self, host: Scheduler, slot: int, cancel: threading.Event) -> None:
         self.host = host
         self.slot = slot
         self.cancel_event = cancel
