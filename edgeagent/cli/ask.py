@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgeagent.agent.policy_option import STRAGGLER_OPTION
+from edgeagent.cli.options import add_straggler
 from edgeagent.wiki.retrieval import RETRIEVAL_PROFILES
 
 
@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
                    help="retrieval profile (default: the one the index was built with)")
     p.add_argument("--votes", type=int, default=1, metavar="N",
                    help="self-consistent action generation: N candidates per step (paper: 8)")
-    p.add_argument("--straggler", **STRAGGLER_OPTION)
+    add_straggler(p)
     p.add_argument("--temperature", type=float, default=None,
                    help="sampling temperature (default: 0 with 1 vote, 0.4 with more)")
     p.add_argument("--top-p", type=float, default=None, help="default: 1.0 / 0.8 with votes")

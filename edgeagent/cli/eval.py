@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgeagent.agent.policy_option import STRAGGLER_OPTION
+from edgeagent.cli.options import add_straggler
 
 MULTIHOP = "multihop"
 
@@ -50,7 +50,7 @@ def register(sub: Any) -> None:
     p.add_argument("--votes", type=int, default=1, metavar="N",
                    help="agent: N candidate actions per step (paper: 8); cot/direct: "
                    "majority vote over N answers")
-    p.add_argument("--straggler", **STRAGGLER_OPTION)
+    add_straggler(p)
     p.add_argument("--wiki", default=None, metavar="NAME",
                    help=f"wiki index for web_search (default: {MULTIHOP}, built on first use)")
     p.add_argument("--no-wiki", action="store_true", help="agent without web_search")
