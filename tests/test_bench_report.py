@@ -58,7 +58,7 @@ def test_bench_ask_reports_both_policies(tmp_path: Path, tiny_gguf: Path,
                                          shared_data: Path) -> None:
     out = _cli("bench", "ask", "--model", str(tiny_gguf), "--bench", "gsm8k", "--limit", "2",
                "--votes", "1,3", "--max-steps", "1", "--max-tokens", "8", "--json",
-               "--data-root", str(shared_data), home=tmp_path)
+               "--data-dir", str(shared_data), home=tmp_path)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["name"] == "ask" and data["model"] == "tiny-random" and data["questions"] == 2
