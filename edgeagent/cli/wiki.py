@@ -58,8 +58,9 @@ def register(sub: Any) -> None:
     build.add_argument("--embed", nargs="?", const="int8", default=None,
                        choices=("int8", "binary"),
                        help="store passage vectors beside the index (default int8)")
-    build.add_argument("--embed-model", type=Path, default=None, metavar="GGUF",
-                       help="embedding model (default: all-MiniLM-L6-v2, fetched on first use)")
+    build.add_argument("--embed-model", default=None, metavar="NAME|GGUF",
+                       help="embedding model of the second stage: all-MiniLM-L6-v2 (default) "
+                       "or multilingual-e5-small (fetched on first use), or a GGUF path")
     build.set_defaults(handler=_build)
 
     pull = cmds.add_parser(

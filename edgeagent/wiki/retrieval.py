@@ -85,7 +85,7 @@ class IndexRetrieval:
     """What `retrieval.json` records for one index generation."""
 
     profile: str = DEFAULT_RETRIEVAL
-    embed_model: str | None = None  # a GGUF path; None = the default all-MiniLM-L6-v2
+    embed_model: str | None = None  # a model name or GGUF path; None = all-MiniLM-L6-v2
 
 
 def read_settings(folder: Path) -> IndexRetrieval:
