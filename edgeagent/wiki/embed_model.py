@@ -138,8 +138,8 @@ def resolve_embed_model(value: str | Path | None) -> Path:
         return ensure_embed_model(str(value))
     path = Path(value)
     if not path.is_file():
-        raise UserError(f"no embedding model {str(value)!r}: not one of "
-                        f"{', '.join(EMBED_MODELS)} and no such GGUF file")
+        raise UserError(f"embedding model not found: {value} (neither a GGUF file nor one "
+                        f"of {', '.join(EMBED_MODELS)})")
     return path
 
 
@@ -150,8 +150,8 @@ def model_choice(value: str | Path | None) -> str | None:
         return None if value is None else str(value)
     path = Path(value).resolve()
     if not path.is_file():
-        raise UserError(f"no embedding model {str(value)!r}: not one of "
-                        f"{', '.join(EMBED_MODELS)} and no such GGUF file")
+        raise UserError(f"embedding model not found: {value} (neither a GGUF file nor one "
+                        f"of {', '.join(EMBED_MODELS)})")
     return str(path)
 
 
