@@ -120,8 +120,10 @@ def register(sub: Any) -> None:
 def _build(args: argparse.Namespace) -> int:
     from edgeagent.wiki.build import build_from_file
     from edgeagent.wiki.embed_build import check_options
+    from edgeagent.wiki.embed_model import model_choice
 
     embed = check_options(args.profile, args.embed)
+    model_choice(args.embed_model)  # a bad --embed-model fails before the build, not after
     with _index_progress(f"wiki {args.name}") as progress:
         meta = build_from_file(
             args.name, args.source, fmt=args.format, limit=args.limit, split=not args.no_split,
