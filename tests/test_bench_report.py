@@ -58,7 +58,7 @@ def test_bench_ask_reports_both_policies(tmp_path: Path, tiny_gguf: Path,
                                          shared_data: Path) -> None:
     out = _cli("bench", "ask", "--model", str(tiny_gguf), "--bench", "gsm8k", "--limit", "2",
                "--votes", "1,3", "--max-steps", "1", "--max-tokens", "8", "--json",
-               "--data-root", str(shared_data), home=tmp_path)
+               "--data-dir", str(shared_data), home=tmp_path)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["name"] == "ask" and data["model"] == "tiny-random" and data["questions"] == 2
@@ -81,6 +81,9 @@ def test_bench_sag_prefix_reuse_is_exact(tmp_path: Path, tiny_gguf: Path) -> Non
     assert data["prompt_tokens_evaluated_per_step"] == data["prompt_tokens_new_per_step"]
     assert data["prompt_tokens_new_per_step"][0] > 300  # step 1: the whole system prompt
     assert all(0 <= n <= 8 for n in data["sag8_cut_per_step"])
+    assert "sag8_unshared_vs_greedy" in data["ratio"]
+    assert len(data["sag8_rows_per_sample_token"]) == 3
+    assert all(0 < r <= 1 for r in data["sag8_rows_per_sample_token"])
 
 
 @pytest.mark.slow

@@ -140,3 +140,57 @@ def test_llama_log_is_read_per_thread(tmp_path: Path, tiny_gguf: Path) -> None:
     assert errors and "unknown model architecture" in errors[0]
     # the worker's failure is not this thread's: nothing was logged here
     assert "unknown model architecture" not in native.last_error()
+
+
+def test_identical_candidates_decode_one_row(tiny: LlamaCppEngine) -> None:
+    """Greedy candidates never diverge: 8 of them cost one batch row per step and
+    give exactly the single greedy text (a one-row batch computes what n=1 does)."""
+    kw = dict(temperature=0.0, max_tokens=12, ignore_eos=True)
+    tiny.reset()
+    one = tiny.generate(CHAT_SEA, n=1, **kw)[0]  # type: ignore[arg-type]
+    tiny.reset()
+    eight = tiny.generate(CHAT_SEA, n=8, **kw)  # type: ignore[arg-type]
+    prof = tiny.profile
+    assert [c.text for c in eight] == [one.text] * 8
+    assert prof["decoded_tokens"] == prof["decode_calls"] == 12
+    assert prof["sample_tokens"] == 8 * 12
+    tiny.share_rows = False
+    try:
+        tiny.reset()
+        tiny.generate(CHAT_SEA, n=8, **kw)  # type: ignore[arg-type]
+        assert tiny.profile["decoded_tokens"] == tiny.profile["sample_tokens"] == 8 * 12
+    finally:
+        tiny.share_rows = True
+
+
+def test_candidates_share_rows_until_they_diverge_and_each_keeps_its_cache(
+        tiny_gguf: Path) -> None:
+    """top_k=2 at temperature 1: the 8 candidates split in two at each token, so
+    they share rows for a few tokens and then go apart. Each candidate's KV
+    sequence (cells shared with others, then its own) must be exactly its text:
+    continuing any of them evaluates only the new tokens and gives what a fresh
+    engine computes from scratch."""
+    with LlamaCppEngine(tiny_gguf, n_ctx=2048, top_k=2) as eng:
+        first = eng.tokenize(eng.render(CHAT_SEA))
+        outs = eng.generate(CHAT_SEA, n=8, temperature=1.0, max_tokens=10, ignore_eos=True,
+                            seed=3)
+        prof = eng.profile
+        assert prof["sample_tokens"] == 8 * 10
+        assert 10 < prof["decoded_tokens"] < prof["sample_tokens"]  # shared, then split
+        assert len({tuple(c.tokens or []) for c in outs}) > 1
+        for k in (0, 5, 7):
+            chosen = outs[k]
+            longer: list[Message] = [*CHAT_SEA, {"role": "assistant", "content": chosen.text},
+                                     {"role": "user", "content": "Go on."}]
+            p2 = eng.tokenize(eng.render(longer))
+            new = len(p2) - lcp(p2, first + list(chosen.tokens or []))
+            cont = eng.generate(longer, max_tokens=6, ignore_eos=True)[0]
+            assert cont.timings.prompt_tokens_evaluated == new < len(p2) - len(first)
+            with LlamaCppEngine(tiny_gguf, n_ctx=2048, pin_slots=0) as fresh:
+                again = fresh.generate(longer, max_tokens=6, ignore_eos=True)[0]
+                assert again.timings.prompt_tokens_evaluated == len(p2)
+                assert again.text == cont.text
+            # restore the candidates' sequences for the next k
+            outs_again = eng.generate(CHAT_SEA, n=8, temperature=1.0, max_tokens=10,
+                                      ignore_eos=True, seed=3)
+            assert [c.tokens for c in outs_again] == [c.tokens for c in outs]

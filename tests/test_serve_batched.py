@@ -72,6 +72,22 @@ def test_votes_and_prefix_reuse_within_and_across_requests(host: BatchedHost) ->
     assert 0 < other.timings.prompt_tokens_evaluated < other.prompt_tokens // 2
 
 
+def test_equal_votes_share_one_row(host: BatchedHost) -> None:
+    """Greedy votes never diverge: their tokens ride in one row (one KV cell for
+    all three sequences), and each sequence still holds its whole text."""
+    saved0 = host.rows_saved
+    with host.lease() as a:
+        votes = a.generate(_chat("Name a fruit."), n=3, temperature=0.0, max_tokens=12,
+                           ignore_eos=True)
+        assert len({c.text for c in votes}) == 1
+        assert host.rows_saved - saved0 == 2 * 11  # the last token is never fed back
+        longer = [*_chat("Name a fruit."), {"role": "assistant", "content": votes[2].text},
+                  {"role": "user", "content": "Another."}]
+        again = a.generate(longer, max_tokens=4)[0]
+        assert 0 < again.timings.prompt_tokens_evaluated <= again.prompt_tokens - \
+            votes[0].prompt_tokens
+
+
 def test_cancel_stops_only_that_request(host: BatchedHost) -> None:
     with host.lease() as a, host.lease() as b:
         seen: list[str] = []

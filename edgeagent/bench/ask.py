@@ -42,7 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     parser.add_argument("--n-ctx", type=int, default=8192)
     parser.add_argument("--wiki", default=None, help="wiki index for web_search (QA benches)")
-    parser.add_argument("--data-root", default=None, help="shared data folder")
+    # the same flag as `eval` (its own dest: the top-level `--data-dir` is the home)
+    parser.add_argument("--data-dir", "--data-root", dest="bench_data", default=None,
+                        metavar="DIR", help="folder with the paper's data files "
+                        "(benchmarks/…); offline, nothing downloaded")
 
 
 def _settings(votes: str, policies: str) -> list[tuple[str, int, str]]:
@@ -129,7 +132,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.limit < 1:
         raise UserError("--limit must be at least 1")
     settings = _settings(args.votes, args.policies)
-    bench = load_benchmark(args.bench, data_root(args.data_root) if args.data_root else None)
+    bench = load_benchmark(args.bench, data_root(args.bench_data) if args.bench_data else None)
     examples = bench.examples[: args.limit]
     path = resolve_model(getattr(args, "model", None))
     search = _open_search(args, bench.kind)

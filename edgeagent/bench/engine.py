@@ -16,8 +16,11 @@ All figures come from one run on one GGUF, so ratios compare like with like
   `llama_decode`, in the native samplers and in Python, per decoded step.
 - `variants` (skipped with `--quick`): the same single / batched-8 pair for
   each thread count of `--threads-list` and with llama.cpp's repacked CPU
-  weight layouts turned off (`repack_off`), measured interleaved with the
-  default engine so that load on the machine hits all alike.
+  weight layouts turned off (`repack_off`), and with every sample decoded in
+  its own row (`share_off`: no row shared by samples whose histories are
+  still equal), measured interleaved with the default engine so that load on
+  the machine hits all alike. The profiles' `rows_per_step` against
+  `samples_per_step` shows how much sharing saved.
 - `logits8_vs_logits1`: one `llama_decode` of 8 tokens in 8 sequences with
   logits for all 8 rows vs for one row (what the per-row output layer and
   logits copy cost).
@@ -74,6 +77,8 @@ def _per_step(profile: dict[str, float]) -> dict[str, float]:
         "sample_ms_per_step": round(1000 * profile.get("sample_s", 0.0) / calls, 3),
         "python_ms_per_step": round(1000 * profile.get("python_s", 0.0) / calls, 3),
         "steps": int(calls),
+        "rows_per_step": round(profile.get("decoded_tokens", 0.0) / calls, 2),
+        "samples_per_step": round(profile.get("sample_tokens", 0.0) / calls, 2),
     }
 
 
@@ -168,6 +173,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     others[f"threads{n}"] = LlamaCppEngine(path, n_threads=n, n_ctx=2048)
             others["repack_off"] = LlamaCppEngine(path, n_threads=engine.n_threads,
                                                   n_ctx=2048, repack=False)
+            others["share_off"] = LlamaCppEngine(path, n_threads=engine.n_threads,
+                                                 n_ctx=2048, share_rows=False)
         everyone = {"default": engine, **others}
         for e in everyone.values():
             e.generate(prompt_text, n=8, seed=0, **kw)  # warm: prompt cached, pages in
@@ -191,6 +198,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                               "single_s": round(s1, 4), "batched8_s": round(s8, 4),
                               "batched8_vs_single": round(s8 / s1, 3),
                               "batched8_vs_default_batched8": round(s8 / batched8_s, 3),
+                              "share_rows": e.share_rows,
                               "batched8_profile": _per_step(p8)}
             e.close()
         logits_ratio = _logits_probe(engine, prompt_text, args.repeat)

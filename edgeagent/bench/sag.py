@@ -5,7 +5,9 @@ generate, parse, run in the sandbox) three times, going on after a final answer
 so there are always 3 steps, and its turns become the script. The SAG passes
 (8 candidates in ONE batched call, temperature 0.4, top-p 0.8, 8 sandbox forks,
 vote, commit) — with the default straggler policy (`quorum`: the step ends once
-half the candidates finished) and with the paper's wait-for-all (`wait`) — and
+half the candidates finished), the same with every candidate in its own batch
+row (`unshared`: candidates whose tokens are still equal do not share a row),
+and with the paper's wait-for-all (`wait`) — and
 the sequential pass (wait-for-all, but 8 separate `generate` calls) then step
 through the same 3 prompts. Each pass starts from an empty KV cache, so step 1
 pays the system prompt's prefill in all of them. All passes run in one process
@@ -13,7 +15,9 @@ one after the other: compare the ratios, not seconds across runs.
 
 Keys: `greedy_step_s`, `sag8_step_s`, `sag8_wait_step_s`, `sequential8_step_s`
 (mean wall seconds per step), `sag8_vs_greedy` (target ≤ 2.5),
-`sag8_wait_vs_greedy`, and per greedy step `prompt_tokens_evaluated_per_step`
+`sag8_wait_vs_greedy`, `sag8_unshared_vs_greedy`,
+`sag8_rows_per_sample_token` (batch rows decoded over candidate tokens, per
+step: below 1 where candidates shared rows), and per greedy step `prompt_tokens_evaluated_per_step`
 (what the engine evaluated) vs `prompt_tokens_new_per_step` (tokens of the
 prompt after its longest common prefix with the previous prompt followed by the
 tokens the chosen output was generated as: what the model has never run, and
@@ -93,9 +97,12 @@ class _Recording:
         self.name = engine.name
         self.supports_straggler = getattr(engine, "supports_straggler", False)
         self.last: list[Completion] = []
+        self.rows: list[tuple[float, float]] = []  # (decoded rows, sample tokens) per call
 
     def generate(self, messages: Sequence[Message] | str, **kw: Any) -> list[Completion]:
         self.last = self.engine.generate(messages, **kw)
+        prof = getattr(self.engine, "profile", None) or {}
+        self.rows.append((prof.get("decoded_tokens", 0.0), prof.get("sample_tokens", 0.0)))
         return self.last
 
     def reset(self) -> None:
@@ -107,10 +114,11 @@ class _Recording:
 
 def _pass(engine: Any, votes: int, args: argparse.Namespace,
           script: list[tuple[str, str]] | None, straggler: str = "quorum",
-          outputs: list[list[int]] | None = None,
+          outputs: list[list[int]] | None = None, rows: list[float] | None = None,
           ) -> tuple[list[float], list[Any], list[Any]]:
     """Three steps; with `script`, the chat follows it instead of the step's own choice.
-    `outputs` collects the chosen output's generated tokens per step."""
+    `outputs` collects the chosen output's generated tokens per step, `rows` the
+    share of sample tokens that needed a batch row of their own."""
     from edgeagent.agent.loop import Agent, AgentConfig, _SearchLog
     from edgeagent.agent.parse import assistant_turn
     from edgeagent.agent.trajectory import Trajectory
@@ -135,6 +143,10 @@ def _pass(engine: Any, votes: int, args: argparse.Namespace,
             step = agent._step(box, messages, k, None, traj, log)
             times.append(time.perf_counter() - t)
             assert step is not None
+            if rows is not None and rec.rows:
+                decoded, carried = rec.rows[0]
+                rows.append(round(decoded / carried, 3) if carried else 1.0)
+            rec.rows.clear()
             steps.append(step)
             if outputs is not None:
                 outputs.append(list(rec.last[step.chosen or 0].tokens or []))
@@ -154,7 +166,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         outputs: list[list[int]] = []
         greedy_t, greedy_steps, prompts = _pass(engine, 1, args, None, outputs=outputs)
         script = [(s.text, s.observation) for s in greedy_steps]
-        sag_t, sag_steps, _ = _pass(engine, args.votes, args, script, "quorum")
+        rows: list[float] = []
+        sag_t, sag_steps, _ = _pass(engine, args.votes, args, script, "quorum", rows=rows)
+        engine.share_rows = False
+        solo_t = _pass(engine, args.votes, args, script, "quorum")[0]
+        engine.share_rows = True
         wait_t, wait_steps, _ = _pass(engine, args.votes, args, script, "wait")
         seq_t = [] if args.skip_sequential else _pass(
             _Sequential(engine), args.votes, args, script, "wait")[0]
@@ -168,6 +184,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     greedy = sum(greedy_t) / 3
     sag = sum(sag_t) / 3
     wait = sum(wait_t) / 3
+    solo = sum(solo_t) / 3
     seq = sum(seq_t) / 3 if seq_t else None
 
     def agree(steps: list[Any]) -> list[int]:
@@ -178,6 +195,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         baseline="a greedy agent step on the same prompts in the same run",
         ratio={"sag8_vs_greedy": round(sag / greedy, 3),
                "sag8_wait_vs_greedy": round(wait / greedy, 3),
+               "sag8_unshared_vs_greedy": round(solo / greedy, 3),
                **({} if seq is None else {"sequential8_vs_greedy": round(seq / greedy, 3)})},
         quant=info["quant"], threads=info["n_threads"],
         votes=args.votes, max_tokens=args.max_tokens,
@@ -187,6 +205,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sequential8_step_s=None if seq is None else round(seq, 4),
         sag8_vs_greedy=round(sag / greedy, 3),
         sag8_wait_vs_greedy=round(wait / greedy, 3),
+        sag8_unshared_step_s=round(solo, 4),
+        sag8_unshared_vs_greedy=round(solo / greedy, 3),
+        sag8_rows_per_sample_token=rows,
         sequential8_vs_greedy=None if seq is None else round(seq / greedy, 3),
         prompt_tokens_evaluated_per_step=[
             int(s.timings["prompt_tokens_evaluated"]) for s in greedy_steps],
@@ -194,6 +215,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         greedy_steps_s=[round(t, 3) for t in greedy_t],
         sag8_steps_s=[round(t, 3) for t in sag_t],
         sag8_wait_steps_s=[round(t, 3) for t in wait_t],
+        sag8_unshared_steps_s=[round(t, 3) for t in solo_t],
         sequential8_steps_s=[round(t, 3) for t in seq_t],
         greedy_tokens_per_step=[int(s.timings.get("completion_tokens", 0))
                                 for s in greedy_steps],

@@ -3,7 +3,11 @@
 `BatchSampler.run` is the decode loop of `LlamaCppEngine.generate`: each live
 sample draws its next token with its own native sampler chain (seed + index),
 its text is decoded, checked for stop strings and streamed with hold-back, and
-the tokens of every live sample go into one batch. A sample ends on an
+the tokens of every live sample go into one batch, one row per distinct
+history: samples whose histories are still equal (they read the same logits
+and drew the same token) share a row and so a KV cell (`_rows`); with the
+peaked distributions of voting (temperature 0.4, top-p 0.8) candidates often
+agree for long stretches, and those stretches are decoded once. A sample ends on an
 end-of-generation token, a stop string, `max_tokens` or the context's end; its
 last token then rides along in the next batch without logits, so its sequence
 holds everything it generated (the next prompt, which repeats the chosen
@@ -11,7 +15,7 @@ output, evaluates only tokens the model never ran). With a `StragglerPolicy`
 the samples still decoding are cut once the policy says the batch is decided.
 Where the time went is returned as a profile: `sample_s` (native samplers),
 `decode_s` (`llama_decode`), `python_s` (the rest of the loop), counts of
-decode calls and tokens.
+decode calls, decoded rows (`decoded_tokens`) and sample tokens they carried.
 
 Not covered: putting the prompt in the cache (`kv_sequences`), the public API
 (`llamacpp`).
@@ -53,7 +57,7 @@ class BatchSampler:
     """The decode loop over the sample sequences of one context."""
 
     def __init__(self, llama_cpp: Any, kv: KVSequences, vocab: Any, detok: Any, *,
-                 n_ctx: int, top_k: int) -> None:
+                 n_ctx: int, top_k: int, share: bool = True) -> None:
         self._llama = llama_cpp
         self.kv = kv
         self.ctx = kv.ctx
@@ -61,6 +65,7 @@ class BatchSampler:
         self.detok = detok
         self.n_ctx = n_ctx
         self.top_k = top_k
+        self.share = share  # samples with equal histories decode one row (`_rows`)
 
     def run(
         self,
@@ -97,7 +102,7 @@ class BatchSampler:
         max_stop = max((len(s) for s in stop), default=0)
         live = list(samples)
         prof = {"sample_s": 0.0, "decode_s": 0.0, "python_s": 0.0, "decode_calls": 0.0,
-                "decoded_tokens": 0.0}
+                "decoded_tokens": 0.0, "sample_tokens": 0.0}
         stopped: list[int] = []  # token counts of samples that ended on a stop
         try:
             while live:
@@ -153,24 +158,27 @@ class BatchSampler:
                 prof["python_s"] += td - ts
                 if not to_decode and not tails:
                     break
+                rows = _rows(to_decode, tails, self.share)
                 # A finished sample's last token rides along without logits, so its
                 # sequence holds all it generated: the next prompt, which repeats the
                 # chosen output, then evaluates only tokens the model has never run.
                 batch = kv.batch
-                for j, (smp, tok) in enumerate(to_decode + tails):
-                    batch.token[j] = tok
-                    batch.pos[j] = len(tokens) + smp.n_tokens - 1
-                    batch.n_seq_id[j] = 1
-                    batch.seq_id[j][0] = smp.seq
-                    batch.logits[j] = 1 if j < len(to_decode) else 0
-                    smp.logit_index = j
-                batch.n_tokens = len(to_decode) + len(tails)
+                for j, row in enumerate(rows):
+                    batch.token[j] = row.token
+                    batch.pos[j] = len(tokens) + row.members[0].n_tokens - 1
+                    batch.n_seq_id[j] = len(row.members)
+                    for m, smp in enumerate(row.members):
+                        batch.seq_id[j][m] = smp.seq
+                        smp.logit_index = j
+                    batch.logits[j] = 1 if row.wants_logits else 0
+                batch.n_tokens = len(rows)
                 tc = time.perf_counter()
                 kv.decode()
                 te = time.perf_counter()
                 prof["decode_s"] += te - tc
                 prof["decode_calls"] += 1
-                prof["decoded_tokens"] += len(to_decode) + len(tails)
+                prof["decoded_tokens"] += len(rows)
+                prof["sample_tokens"] += len(to_decode) + len(tails)
                 prof["python_s"] += tc - td
                 for smp, tok in to_decode + tails:
                     kv.tokens[smp.seq].append(tok)
@@ -180,6 +188,43 @@ class BatchSampler:
                 llama_cpp.llama_sampler_free(smp.sampler)
         prof["python_s"] -= prof["sample_s"]
         return samples, prof
+
+
+@dataclass
+class _Row:
+    """One token of the next batch, shared by the samples whose histories are equal."""
+
+    token: int
+    members: list[Sample]
+    wants_logits: bool
+
+
+def _rows(to_decode: list[tuple[Sample, int]], tails: list[tuple[Sample, int]],
+          share: bool) -> list[_Row]:
+    """Batch rows for this step: samples that read the same logits row (equal
+    histories so far) and drew the same token still have equal histories, so
+    they share one row, i.e. one KV cell tagged with all their sequences
+    (a unified cache allows it). Samples drawn from one distribution stay
+    independent: each has its own sampler and seed; only the identical forward
+    pass is done once. Rows of samples still decoding come first. `share`
+    False gives every sample its own row (what `bench engine` compares)."""
+    rows: dict[tuple[int, int], _Row] = {}
+    for smp, tok in to_decode:
+        key = (smp.logit_index, tok) if share else (-1 - smp.seq, tok)
+        if key in rows:
+            rows[key].members.append(smp)
+        else:
+            rows[key] = _Row(tok, [smp], True)
+    tail_rows: list[_Row] = []
+    for smp, tok in tails:
+        key = (smp.logit_index, tok) if share else (-1 - smp.seq, tok)
+        if key in rows:
+            rows[key].members.append(smp)
+        else:
+            row = _Row(tok, [smp], False)
+            rows[key] = row
+            tail_rows.append(row)
+    return [r for r in rows.values() if r.wants_logits] + tail_rows
 
 
 def _stream(smp: Sample, first_index: int, stop: list[str], on_token: TokenCallback) -> None:

@@ -76,6 +76,7 @@ class LlamaCppEngine:
         pin_slots: int = 2,
         n_ubatch: int | None = None,
         repack: bool = True,
+        share_rows: bool = True,
     ) -> None:
         self.path = Path(model_path)
         self.lora = Path(lora) if lora is not None else None
@@ -116,13 +117,15 @@ class LlamaCppEngine:
             if self.lora is not None:
                 self._adapter = native.load_lora(self._model, self.lora)
                 native.set_lora(self._ctx, self._adapter, self.lora_scale)
-            self._batch = llama_cpp.llama_batch_init(max(self.n_batch, self.max_parallel), 0, 1)
+            self._batch = llama_cpp.llama_batch_init(max(self.n_batch, self.max_parallel), 0,
+                                                      self.max_parallel)
             self._kv = KVSequences(llama_cpp, self._ctx, self._batch, n_batch=self.n_batch,
                                    n_samples=self.max_parallel, n_pins=self.pin_slots)
             self.n_threads = threads
             self._detok = native.Detokenizer(self._vocab)
             self._sampler = BatchSampler(llama_cpp, self._kv, self._vocab, self._detok,
-                                         n_ctx=self.n_ctx, top_k=top_k)
+                                         n_ctx=self.n_ctx, top_k=top_k, share=share_rows)
+            self.share_rows = share_rows
         except BaseException:
             self.close()
             raise
@@ -150,6 +153,15 @@ class LlamaCppEngine:
             self.template, messages, bos_token=self.bos_text, eos_token=self.eos_text,
             prefix=prefix,
         )
+
+    @property
+    def share_rows(self) -> bool:
+        """Samples whose histories are still equal decode one batch row (default on)."""
+        return bool(self._sampler.share)
+
+    @share_rows.setter
+    def share_rows(self, on: bool) -> None:
+        self._sampler.share = on
 
     def tokenize(self, text: str) -> list[int]:
         add = self._add_bos and not (self.bos_text and text.startswith(self.bos_text))

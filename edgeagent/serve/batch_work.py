@@ -45,6 +45,7 @@ class Sample:
     n_tokens: int = 0
     logit: int = -1  # batch index of this sample's logits in the last decode, -1: none
     feed: int | None = None  # sampled token to put in the next batch
+    drawn_from: int = -1  # batch index of the logits `feed` was sampled from
     finish: FinishReason | None = None
     stop: str | None = None
 

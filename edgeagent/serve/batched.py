@@ -9,7 +9,8 @@ as still fit (`PREFILL_CHUNK` per iteration: a long prompt is evaluated in
 chunks, so running requests keep streaming and a cancel waits at most one
 chunk), calls `llama_decode` once, then samples every sample
 with its own native sampler chain. So four clients' steps cost one decode per
-token instead of four.
+token instead of four. A request's votes whose tokens are still equal share
+one row, as in `engines.batch_sampling`.
 
 KV reuse: a new prompt is matched against every sequence's tokens; its own
 first sequence keeps its common prefix and only the rest is evaluated. A
@@ -100,7 +101,7 @@ class BatchedHost:
                 self._adapter = native.load_lora(self._model, Path(lora))
                 native.set_lora(self._ctx, self._adapter, lora_scale)
             self._mem = llama.llama_get_memory(self._ctx)
-            self._batch = llama.llama_batch_init(self.n_batch, 0, 1)
+            self._batch = llama.llama_batch_init(self.n_batch, 0, self.votes_max)
         except BaseException:
             self.close()
             raise
@@ -120,6 +121,7 @@ class BatchedHost:
         self._waiting: list[Work] = []  # held back until a shared prefix is in the cache
         self._closing = False
         self.decodes = 0  # llama_decode calls (fewer than tokens when requests share them)
+        self.rows_saved = 0  # sampled tokens that rode in another vote's row
         self._thread = threading.Thread(target=self._run, name="edgeagent-batch", daemon=True)
         self._thread.start()
 
@@ -248,13 +250,22 @@ class BatchedHost:
 
     def _iterate(self) -> None:
         llama, batch = self._llama, self._batch
-        entries: list[tuple[int, int, int, bool]] = []  # token, pos, seq, logits
+        entries: list[tuple[int, int, list[int], bool]] = []  # token, pos, seqs, logits
         decoding: list[tuple[Sample, int]] = []  # sample, batch index
+        # a request's votes that read one logits row and drew the same token still
+        # have equal histories: one row (one KV cell tagged with all their sequences)
+        rows: dict[tuple[int, int], int] = {}
         for w in self._active:
             for smp in w.samples:
-                if smp.feed is not None:
-                    decoding.append((smp, len(entries)))
-                    entries.append((smp.feed, len(w.tokens) + smp.n_tokens - 1, smp.seq, True))
+                if smp.feed is None:
+                    continue
+                key = (smp.drawn_from, smp.feed)
+                j = rows.get(key, -1)
+                if j < 0:
+                    j = rows[key] = len(entries)
+                    entries.append((smp.feed, len(w.tokens) + smp.n_tokens - 1, [], True))
+                entries[j][2].append(smp.seq)
+                decoding.append((smp, j))
         prefill: list[tuple[Work, int, int]] = []  # work, first index, count
         budget = len(entries) + PREFILL_CHUNK
         for w in self._active:
@@ -266,12 +277,14 @@ class BatchedHost:
             prefill.append((w, len(entries), len(chunk)))
             for j, tok in enumerate(chunk):
                 pos = w.fed + j
-                entries.append((tok, pos, own, pos == len(w.tokens) - 1))
-        for j, (tok, pos, seq, logits) in enumerate(entries):
+                entries.append((tok, pos, [own], pos == len(w.tokens) - 1))
+        self.rows_saved += len(decoding) - len(rows)
+        for j, (tok, pos, seqs, logits) in enumerate(entries):
             batch.token[j] = tok
             batch.pos[j] = pos
-            batch.n_seq_id[j] = 1
-            batch.seq_id[j][0] = seq
+            batch.n_seq_id[j] = len(seqs)
+            for m, seq in enumerate(seqs):
+                batch.seq_id[j][m] = seq
             batch.logits[j] = 1 if logits else 0
         batch.n_tokens = len(entries)
         rc = llama.llama_decode(self._ctx, batch)
@@ -312,7 +325,7 @@ class BatchedHost:
     def _sample(self, w: Work, smp: Sample) -> None:
         llama = self._llama
         tok = llama.llama_sampler_sample(smp.sampler, self._ctx, smp.logit)
-        smp.logit = -1
+        smp.drawn_from, smp.logit = smp.logit, -1
         smp.n_tokens += 1
         self.counter.add()
         if not w.ignore_eos and llama.llama_vocab_is_eog(self._vocab, tok):
