@@ -17,7 +17,7 @@ Both second stages then apply the same title links as `bm25+links`.
 Both second stages fuse BM25 with the cosine (`rerank.fuse`: reciprocal rank
 or a linear mix; `edgeagent bench wiki` measures both). The profile an index
 uses is stored in `retrieval.json` in its live generation folder (written by
-`wiki build --profile`, with the embedding model's path when it is not the
+`wiki build --profile`, with the embedding model's name or path when it is not the
 default); `ask --retrieval` and `WikiIndex.open(..., retrieval=)` override it.
 
 Not covered: learned fusion weights, per-query profile choice.
