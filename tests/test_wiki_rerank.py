@@ -230,6 +230,7 @@ def test_cli_build_embed_search(docs_file: Path, tiny_bert_gguf: Path, tmp_path:
                "--embed-model", str(tmp_path / "missing.gguf"), home=home)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "embedding model not found" in bad.stderr
+    assert "built wiki index" not in bad.stdout  # refused before building
 
 
 def test_bench_wiki_needs_data(tmp_path: Path) -> None:

@@ -65,8 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--links", type=int, default=None, metavar="N",
                         help="top passages whose text names candidates moved up (0: off; "
                              "default: each profile's own)")
-    parser.add_argument("--embed-model", type=Path, default=None, metavar="GGUF",
-                        help="embedding model (default: all-MiniLM-L6-v2)")
+    parser.add_argument("--embed-model", default=None, metavar="NAME|GGUF",
+                        help="embedding model: all-MiniLM-L6-v2 (default), "
+                             "multilingual-e5-small, or a GGUF path")
     parser.add_argument("--split", choices=("all", "tune", "held"), default="all",
                         help="recall questions: all, the first half (tune) or the second "
                              "half (held: report settings chosen on the first)")
@@ -194,7 +195,7 @@ def _recall(args: argparse.Namespace, root: Path, seed_path: Path, gold_path: Pa
     from edgeagent.wiki.vectors import read_vector_meta
 
     threads = getattr(args, "threads", None)
-    embed_model: Path | None = getattr(args, "embed_model", None)
+    embed_model: str | None = getattr(args, "embed_model", None)
     questions = split_questions(load_gold_questions(gold_path),
                                 str(getattr(args, "split", None) or "all"))
     result["recall_questions"] = len(questions)

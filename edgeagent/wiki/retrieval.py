@@ -17,7 +17,7 @@ Both second stages then apply the same title links as `bm25+links`.
 Both second stages fuse BM25 with the cosine (`rerank.fuse`: reciprocal rank
 or a linear mix; `edgeagent bench wiki` measures both). The profile an index
 uses is stored in `retrieval.json` in its live generation folder (written by
-`wiki build --profile`, with the embedding model's path when it is not the
+`wiki build --profile`, with the embedding model's name or path when it is not the
 default); `ask --retrieval` and `WikiIndex.open(..., retrieval=)` override it.
 
 Not covered: learned fusion weights, per-query profile choice.
@@ -85,7 +85,7 @@ class IndexRetrieval:
     """What `retrieval.json` records for one index generation."""
 
     profile: str = DEFAULT_RETRIEVAL
-    embed_model: str | None = None  # a GGUF path; None = the default all-MiniLM-L6-v2
+    embed_model: str | None = None  # a model name or GGUF path; None = all-MiniLM-L6-v2
 
 
 def read_settings(folder: Path) -> IndexRetrieval:
