@@ -98,3 +98,7 @@ def test_bench_serve_reports_clients_against_one(tmp_path: Path, default_model: 
         "batched_2clients_vs_1"] == data["batched"]["2"]["throughput_vs_1"] > 0
     for run in data["batched"].values():
         assert run["errors"] == [] and run["requests"] == 2 and all(run["answers"])
+        # the requests' own cost, from their trajectories: the system prompt is kept
+        # (so prefill is their own turns) and every request generated tokens
+        assert run["completion_tokens"] >= 2 and run["prompt_tokens_evaluated"] > 0
+        assert 0 <= run["from_fallback"] <= 2

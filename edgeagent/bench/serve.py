@@ -9,7 +9,11 @@ the agent answers with code) is done. Reported per kind and count:
 `requests_per_min`, `p50_latency_s` and the answers; then
 `throughput_Nx_vs_1` (goal ≥ 2 for 4 clients) and `same_answers` (how many
 questions got the same answer under N clients as under 1; greedy decoding in a
-different batch can change a token now and then).
+different batch can change a token now and then). What the requests cost, from
+their trajectories: `prompt_tokens_evaluated` (prefill: it does not get cheaper
+with more clients), `completion_tokens` (decode: the part that shares batches)
+and `from_fallback` (requests answered by the answer-from-memory call, which
+evaluates the conversation again under its own system prompt).
 
 Not covered: streaming latency to first token, votes > 1, the wiki.
 """
@@ -90,6 +94,7 @@ def _clients(url: str, model: str, count: int, questions: list[str],
     latencies: list[float] = []
     answers: dict[int, str | None] = {}
     errors: list[str] = []
+    work = {"prompt_tokens_evaluated": 0, "completion_tokens": 0, "from_fallback": 0}
 
     def client() -> None:
         with httpx.Client(base_url=url, timeout=600) as http:
@@ -107,7 +112,13 @@ def _clients(url: str, model: str, count: int, questions: list[str],
                 with lock:
                     latencies.append(took)
                     if r.status_code == 200:
-                        answers[i] = r.json()["choices"][0]["message"]["content"]
+                        data = r.json()
+                        answers[i] = data["choices"][0]["message"]["content"]
+                        traj = data.get("edgeagent") or {}
+                        tokens = traj.get("tokens") or {}
+                        work["prompt_tokens_evaluated"] += int(tokens.get("prompt_evaluated", 0))
+                        work["completion_tokens"] += int(tokens.get("completion", 0))
+                        work["from_fallback"] += bool(traj.get("from_fallback"))
                     else:
                         answers[i] = None
                         errors.append(f"{r.status_code}: {r.text[:200]}")
@@ -122,7 +133,7 @@ def _clients(url: str, model: str, count: int, questions: list[str],
     return {"clients": count, "requests": len(questions), "wall_s": round(wall, 2),
             "requests_per_min": round(len(questions) / wall * 60, 2),
             "p50_latency_s": round(statistics.median(latencies), 2),
-            "errors": errors, "answers": [answers.get(i) for i in range(len(questions))]}
+            **work, "errors": errors, "answers": [answers.get(i) for i in range(len(questions))]}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
