@@ -36,9 +36,9 @@ SENTENCES = [
 def minilm_gguf() -> Path:
     from conftest import TEST_CACHE
 
-    from edgeagent.wiki.embed_model import EMBED_NAME, EMBED_OUTTYPE, convert_embed_model
+    from edgeagent.wiki.embed_model import DEFAULT_EMBED, EMBED_MODELS, convert_embed_model
 
-    out = TEST_CACHE / "models" / f"{EMBED_NAME}.{EMBED_OUTTYPE}.gguf"
+    out = TEST_CACHE / "models" / f"{DEFAULT_EMBED}.{EMBED_MODELS[DEFAULT_EMBED].outtype}.gguf"
     if out.exists():
         return out
     return convert_embed_model(out, TEST_CACHE / "wheels")

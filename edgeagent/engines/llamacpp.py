@@ -125,7 +125,6 @@ class LlamaCppEngine:
             self._detok = native.Detokenizer(self._vocab)
             self._sampler = BatchSampler(llama_cpp, self._kv, self._vocab, self._detok,
                                          n_ctx=self.n_ctx, top_k=top_k, share=share_rows)
-            self.share_rows = share_rows
         except BaseException:
             self.close()
             raise

