@@ -101,6 +101,32 @@ class Attempt:
     harmless: Callable[[Scene], bool] = lambda scene: True  # checked after a stopped attempt
 
 
+def _peer(conn: socket.socket) -> Any:
+    try:
+        return conn.getpeername()
+    except OSError:
+        return None
+
+
+def _accepted_after_marker(scene: Scene) -> int:
+    """Connections the local server accepted, counted after our own marker connection.
+
+    The server accepts in order, so once the marker is accepted every earlier connection
+    (the control run's, or one the confined run should not have made) is counted too: the
+    count does not race the accept thread.
+    """
+    with socket.create_connection(("127.0.0.1", scene.port), timeout=2) as marker:
+        ours = marker.getsockname()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if any(_peer(conn) == ours for conn in list(scene.accepted)):
+            break
+        time.sleep(0.01)
+    else:
+        raise AssertionError("the local server never accepted the marker connection")
+    return len(scene.accepted)
+
+
 def _victim(scene: Scene) -> None:
     (scene.victims / "victim.txt").write_text("keep me")
     (scene.victims / "victim.txt").chmod(0o666)
@@ -194,13 +220,13 @@ def test_attempt_succeeds_without_os_layer_and_fails_with_it(
     assert baseline.error is None, f"control run failed, the test proves nothing: {baseline}"
 
     attempt.prepare(scene)
-    accepted_before = len(scene.accepted)
+    accepted_before = _accepted_after_marker(scene)
     result = confined.run(code)
     _say(name, f"os layer on: {'+'.join(active)}", result)
     assert result.error is not None, f"{name} was not stopped: {result}"
     assert not result.restarted
     assert SECRET not in f"{result.stdout}{result.error}{result.last_value_repr}"
-    assert len(scene.accepted) == accepted_before
+    assert _accepted_after_marker(scene) == accepted_before + 1  # only our own marker
     assert attempt.harmless(scene)
     assert confined.run("6 * 7").last_value_repr == "42"
 
