@@ -102,3 +102,6 @@ def test_bench_serve_reports_clients_against_one(tmp_path: Path, default_model: 
         # (so prefill is their own turns) and every request generated tokens
         assert run["completion_tokens"] >= 2 and run["prompt_tokens_evaluated"] > 0
         assert 0 <= run["from_fallback"] <= 2
+        spent = run["request_seconds"]
+        assert 0 < spent["generate_s"] <= run["wall_s"] * run["clients"]
+        assert spent["fallback_s"] <= spent["generate_s"]

@@ -106,3 +106,37 @@ def test_cancel_stops_only_that_request(host: BatchedHost) -> None:
         t.join()
     assert got.finish_reason == "cancelled" and len(seen) == 5
     assert out["b"].finish_reason == "length" and out["b"].completion_tokens == 40
+
+
+def _prompt_cost(engine: object, chat: list[Message]) -> tuple[int, int]:
+    done = engine.generate(chat, max_tokens=2, ignore_eos=True)[0]  # type: ignore[attr-defined]
+    assert done.timings is not None
+    return done.timings.prompt_tokens_evaluated, done.prompt_tokens
+
+
+@pytest.mark.parametrize("kept", [True, False], ids=["kept", "not_kept"])
+def test_a_kept_prefix_survives_another_prompt_in_its_slot(host: BatchedHost,
+                                                          kept: bool) -> None:
+    """The agent keeps its system prompt (`keep_prefix`); after the slot ran another
+    prompt (the fallback's), the next request evaluates only its own tokens. Without
+    the keep, the same sequence of requests evaluates the system prompt again."""
+    system: Message = {"role": "system",
+                       "content": f"Answer in one word, {'kept' if kept else 'plain'}. " * 25}
+    first = [system, {"role": "user", "content": "Name a colour."}]
+    again = [system, {"role": "user", "content": "Name a fruit."}]
+    pinned0 = host.pinned
+    with host.lease() as a:
+        if kept:
+            assert a.keep_prefix(first, before="Name a colour.") == 0
+        _prompt_cost(a, first)
+        _prompt_cost(a, _chat("Something else entirely."))
+    with host.lease() as b:
+        evaluated, total = _prompt_cost(b, again)
+    pin = len(host.prefix_tokens(first, "Name a colour."))
+    assert pin > 100
+    if kept:
+        assert host.pinned == pinned0 + 1
+        assert evaluated == total - pin
+    else:
+        assert host.pinned == pinned0
+        assert evaluated > total - pin + 100

@@ -187,3 +187,23 @@ def test_offered_models_switch_after_running_requests_and_recover_from_a_bad_loa
 def _use_name(offered: object, name: str) -> str:
     with offered.use(name) as host:  # type: ignore[attr-defined]
         return str(host.name)
+
+
+def test_request_engine_passes_the_agents_kept_prefix_to_its_engine() -> None:
+    """The agent keeps its system prompt through the request's engine view: an engine
+    that keeps prefixes gets the call (and its cost back); one without keeps nothing."""
+    from edgeagent.serve.hosts import RequestEngine, TokenCounter
+
+    class Keeping:
+        def __init__(self) -> None:
+            self.kept: list[tuple[object, str | None]] = []
+
+        def keep_prefix(self, prompt: object, *, before: str | None = None) -> int:
+            self.kept.append((prompt, before))
+            return 7
+
+    keeping = Keeping()
+    msgs = [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"}]
+    assert RequestEngine(keeping, TokenCounter(), "m").keep_prefix(msgs, before="Q") == 7
+    assert keeping.kept == [(msgs, "Q")]
+    assert RequestEngine(object(), TokenCounter(), "m").keep_prefix(msgs, before="Q") == 0

@@ -13,7 +13,10 @@ different batch can change a token now and then). What the requests cost, from
 their trajectories: `prompt_tokens_evaluated` (prefill: it does not get cheaper
 with more clients), `completion_tokens` (decode: the part that shares batches)
 and `from_fallback` (requests answered by the answer-from-memory call, which
-evaluates the conversation again under its own system prompt).
+evaluates the conversation again under its own system prompt), and
+`request_seconds`: the requests' own generate / execute / fallback seconds
+summed (they overlap under several clients; with one client they split the wall
+time).
 
 Not covered: streaming latency to first token, votes > 1, the wiki.
 """
@@ -95,6 +98,7 @@ def _clients(url: str, model: str, count: int, questions: list[str],
     answers: dict[int, str | None] = {}
     errors: list[str] = []
     work = {"prompt_tokens_evaluated": 0, "completion_tokens": 0, "from_fallback": 0}
+    seconds = {"generate_s": 0.0, "execute_s": 0.0, "fallback_s": 0.0}
 
     def client() -> None:
         with httpx.Client(base_url=url, timeout=600) as http:
@@ -119,6 +123,9 @@ def _clients(url: str, model: str, count: int, questions: list[str],
                         work["prompt_tokens_evaluated"] += int(tokens.get("prompt_evaluated", 0))
                         work["completion_tokens"] += int(tokens.get("completion", 0))
                         work["from_fallback"] += bool(traj.get("from_fallback"))
+                        for key, value in (traj.get("timings") or {}).items():
+                            if key in seconds:
+                                seconds[key] += float(value)
                     else:
                         answers[i] = None
                         errors.append(f"{r.status_code}: {r.text[:200]}")
@@ -133,7 +140,8 @@ def _clients(url: str, model: str, count: int, questions: list[str],
     return {"clients": count, "requests": len(questions), "wall_s": round(wall, 2),
             "requests_per_min": round(len(questions) / wall * 60, 2),
             "p50_latency_s": round(statistics.median(latencies), 2),
-            **work, "errors": errors, "answers": [answers.get(i) for i in range(len(questions))]}
+            **work, "request_seconds": {k: round(v, 2) for k, v in seconds.items()},
+            "errors": errors, "answers": [answers.get(i) for i in range(len(questions))]}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

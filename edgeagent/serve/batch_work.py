@@ -31,6 +31,9 @@ class Scheduler(Protocol):
     def tokens_for(self, messages: Sequence[Message] | str, prefix: str | None) -> list[int]:
         ...
 
+    def prefix_tokens(self, messages: Sequence[Message] | str, before: str | None) -> list[int]:
+        ...
+
     def submit(self, work: Work) -> list[Completion]: ...
 
 
@@ -65,6 +68,7 @@ class Work:
     on_token: TokenCallback | None
     cancel: threading.Event
     ignore_eos: bool = False
+    pin: list[int] = field(default_factory=list)  # the prompt's fixed start, to keep
     done: threading.Event = field(default_factory=threading.Event)
     fed: int = 0  # prompt tokens in the KV cache
     evaluated: int = 0
@@ -87,6 +91,14 @@ class SlotEngine:
         self.slot = slot
         self.cancel_event = cancel
         self.name = host.name
+        self.pin: list[int] = []
+
+    def keep_prefix(self, prompt: Sequence[Message] | str, *, before: str | None = None) -> int:
+        """Ask the host to keep the prompt's start up to `before` once a request has
+        evaluated it (see `batched`). Returns 0: its tokens are counted by the
+        `generate` that evaluates them."""
+        self.pin = self.host.prefix_tokens(prompt, before)
+        return 0
 
     def generate(self, messages: Sequence[Message] | str, *, n: int = 1,
                  temperature: float = 0.0, top_p: float = 1.0, max_tokens: int = 512,
@@ -107,7 +119,7 @@ class SlotEngine:
         seed = random.randrange(1 << 31) if seed is None else seed
         work = Work(slot=self.slot, tokens=tokens, n=n, temperature=temperature, top_p=top_p,
                      max_tokens=max_tokens, stop=list(stop), seed=seed, on_token=on_token,
-                     cancel=self.cancel_event, ignore_eos=ignore_eos)
+                     cancel=self.cancel_event, ignore_eos=ignore_eos, pin=self.pin)
         return host.submit(work)
 
     def close(self) -> None:

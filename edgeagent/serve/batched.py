@@ -21,6 +21,12 @@ prefill the system prompt again. Clients that start together: a prompt whose
 prefix another request is prefilling right now waits for that prefill rather
 than evaluating the same tokens a second time.
 
+Kept prefixes: the agent names its fixed prompt starts (`keep_prefix`: the
+agent's system prompt, the fallback's); once a request has prefilled one, the
+host copies it into one of `pins` reserved sequences (least recently used
+replaced, within a cell budget of one request's context), so it survives the
+slot's next, different prompt and no later request evaluates it again.
+
 Cancellation: the request's cancel flag is checked every iteration, and an
 exception from its `on_token` (the `RequestEngine` guard) also ends it; its
 samples finish as `"cancelled"` and nothing more is decoded for it.
@@ -62,7 +68,7 @@ class BatchedHost:
     """The `EngineHost` of `--engines batched` (see the module docstring)."""
 
     def __init__(self, path: Path, *, name: str, slots: int, n_ctx: int, threads: int,
-                 max_votes: int = 8, n_batch: int = 512, top_k: int = 40,
+                 max_votes: int = 8, n_batch: int = 512, top_k: int = 40, pins: int = 4,
                  lora: str | None = None, lora_scale: float = 1.0) -> None:
         self.name = name
         self.kind = "batched"
@@ -82,10 +88,13 @@ class BatchedHost:
             self._vocab = llama.llama_model_get_vocab(self._model)
             n_train = int(llama.llama_model_n_ctx_train(self._model))
             self.n_ctx = min(n_ctx, n_train) if n_train > 0 else n_ctx  # per request
-            n_seq = slots * self.votes_max
+            self._pin_first = slots * self.votes_max
+            self.pins = max(0, pins)
+            self.pin_budget = self.n_ctx if self.pins else 0  # KV cells the pins may hold
+            n_seq = self._pin_first + self.pins
             self.n_batch = max(n_batch, n_seq)
             params = llama.llama_context_default_params()
-            params.n_ctx = self.n_ctx * slots
+            params.n_ctx = self.n_ctx * slots + self.pin_budget
             params.n_batch = self.n_batch
             params.n_ubatch = self.n_batch
             params.n_seq_max = n_seq
@@ -112,6 +121,7 @@ class BatchedHost:
         self.eos_text = native.token_text(self._vocab, llama.llama_vocab_eos(self._vocab))
         self._add_bos = bool(llama.llama_vocab_get_add_bos(self._vocab))
         self._records: list[list[int]] = [[] for _ in range(n_seq)]
+        self._pin_used = [0.0] * self.pins
         self._free: queue.Queue[int] = queue.Queue()
         for s in range(slots):
             self._free.put(s)
@@ -122,6 +132,7 @@ class BatchedHost:
         self._closing = False
         self.decodes = 0  # llama_decode calls (fewer than tokens when requests share them)
         self.rows_saved = 0  # sampled tokens that rode in another vote's row
+        self.pinned = 0  # prefixes copied into a pinned sequence
         self._thread = threading.Thread(target=self._run, name="edgeagent-batch", daemon=True)
         self._thread.start()
 
@@ -173,6 +184,19 @@ class BatchedHost:
         add = self._add_bos and not (self.bos_text and text.startswith(self.bos_text))
         return native.tokenize(self._vocab, text, add_special=add)
 
+    def prefix_tokens(self, messages: Sequence[Message] | str, before: str | None) -> list[int]:
+        """The tokens of the prompt's start up to `before` (all but the last one, which
+        may merge with the text after it): what `keep_prefix` asks to keep."""
+        text = messages if isinstance(messages, str) else render_chat(
+            self.template, messages, bos_token=self.bos_text, eos_token=self.eos_text)
+        if before is not None:
+            cut = text.find(before)
+            if cut < 0:
+                raise UserError("keep_prefix: the prompt does not contain the cut text")
+            text = text[:cut]
+        add = self._add_bos and not (self.bos_text and text.startswith(self.bos_text))
+        return native.tokenize(self._vocab, text, add_special=add)[:-1]
+
     def submit(self, work: Work) -> list[Completion]:
         with self._cv:
             if self._closing:
@@ -212,6 +236,7 @@ class BatchedHost:
             except BaseException as exc:  # a bug or a failed decode: fail what is in flight
                 self._llama.llama_memory_clear(self._mem, True)
                 self._records = [[] for _ in self._records]
+                self._pin_used = [0.0] * self.pins
                 err = exc if isinstance(exc, UserError) else UserError(
                     f"generation failed: {type(exc).__name__}: {exc}")
                 for w in self._active + self._waiting:
@@ -302,6 +327,7 @@ class BatchedHost:
             w.fed += count
             w.evaluated += count
             if w.fed == len(w.tokens):
+                self._pin(w)
                 self._start_samples(w, first + count - 1)
         for w in list(self._active):
             for smp in w.samples:
@@ -309,6 +335,29 @@ class BatchedHost:
                     self._sample(w, smp)
             if w.samples and all(s.finish is not None for s in w.samples):
                 self._complete(w)
+
+    def _pin(self, w: Work) -> None:
+        """Keep the prompt's fixed start (`w.pin`, now in the slot's first sequence) in
+        a pinned sequence: a tag on the same cells, no evaluation."""
+        n = len(w.pin)
+        if n < 2 or not self.pins or w.tokens[:n] != w.pin:
+            return
+        pins = range(self._pin_first, self._pin_first + self.pins)
+        now = time.monotonic()
+        for q in pins:
+            if self._records[q] == w.pin:
+                self._pin_used[q - self._pin_first] = now
+                return
+        q = min(pins, key=lambda s: self._pin_used[s - self._pin_first])
+        held = sum(len(self._records[s]) for s in pins if s != q)
+        if held + n > self.pin_budget:
+            return
+        llama, own = self._llama, w.slot * self.votes_max
+        llama.llama_memory_seq_rm(self._mem, q, -1, -1)
+        llama.llama_memory_seq_cp(self._mem, own, q, 0, n)
+        self._records[q] = list(w.pin)
+        self._pin_used[q - self._pin_first] = now
+        self.pinned += 1
 
     def _start_samples(self, w: Work, logit: int) -> None:
         llama = self._llama

@@ -90,6 +90,11 @@ class RequestEngine:
         except _Stop:
             return cancelled_completions(n)
 
+    def keep_prefix(self, prompt: Sequence[Message] | str, *, before: str | None = None) -> int:
+        """The engine's `keep_prefix` (the agent's fixed prompt start), where it has one."""
+        keep = getattr(self._engine, "keep_prefix", None)
+        return int(keep(prompt, before=before)) if callable(keep) else 0
+
     def close(self) -> None:
         """Nothing to free: the engine belongs to the host."""
 
