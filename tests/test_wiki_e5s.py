@@ -143,3 +143,33 @@ def test_index_records_model_name_and_refuses_another(tmp_path: Path, tiny_e5_gg
                             outtype="f32", name="tiny-bert").path
     with pytest.raises(UserError, match="made by tiny-e5@"):
         WikiIndex.open("w", embed_model=other).search("Paris", 2)
+
+
+def test_e5_brings_its_tuned_depth_and_links_and_explicit_settings_win(tmp_path: Path) -> None:
+    """An index whose second stage uses e5 by name searches with the depth and title links
+    tuned with e5 (20 candidates, links from the top 2); other models keep the profile's
+    10 / 1, a model-free profile is untouched, and explicit settings (bench rows) win."""
+    from edgeagent.wiki.build import build_from_file
+    from edgeagent.wiki.index import WikiIndex
+    from edgeagent.wiki.retrieval import IndexRetrieval, get_profile, write_settings
+
+    e5 = "multilingual-e5-small"
+    for name in ("bm25+rerank", "bm25+vectors"):
+        tuned = get_profile(name, embed_model=e5)
+        assert (tuned.candidates, tuned.links) == (20, 2)
+        for other in (None, "all-MiniLM-L6-v2", tmp_path / f"{e5}.gguf"):
+            plain = get_profile(name, embed_model=other)
+            assert (plain.candidates, plain.links) == (10, 1)
+        mixed = get_profile(name, embed_model=e5, candidates=50, links=0)
+        assert (mixed.candidates, mixed.links) == (50, 0)
+    assert get_profile("bm25+links", embed_model=e5) == get_profile("bm25+links")
+
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(json.dumps({"title": "A", "text": "alpha beta"}) + "\n", encoding="utf-8")
+    build_from_file("w", docs, split=False)
+    index = WikiIndex.open("w")
+    write_settings(index.path, IndexRetrieval("bm25+rerank", e5))
+    opened = WikiIndex.open("w")
+    assert opened.embed_model == e5 and opened.profile == get_profile("bm25+rerank",
+                                                                        embed_model=e5)
+    assert WikiIndex.open("w", embed_model="all-MiniLM-L6-v2").profile.links == 1

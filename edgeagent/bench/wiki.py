@@ -191,7 +191,7 @@ def _recall(args: argparse.Namespace, root: Path, seed_path: Path, gold_path: Pa
     from edgeagent.wiki.embed_build import finish_retrieval
     from edgeagent.wiki.index import WikiIndex
     from edgeagent.wiki.recall import load_gold_questions, recall_at_k
-    from edgeagent.wiki.retrieval import get_profile
+    from edgeagent.wiki.retrieval import get_profile, read_settings
     from edgeagent.wiki.vectors import read_vector_meta
 
     threads = getattr(args, "threads", None)
@@ -211,6 +211,7 @@ def _recall(args: argparse.Namespace, root: Path, seed_path: Path, gold_path: Pa
         result["recall_passages"] = meta.passages
         result["recall_build_passages_per_s"] = round(meta.passages / meta.build_seconds)
     _, folder = store.live_path(name, where)
+    embed_model = embed_model or read_settings(folder).embed_model  # what the index records
     if "bm25+vectors" in profiles and read_vector_meta(folder) is None:
         vectors = finish_retrieval(name, embed="int8", embed_model=embed_model, root=where)
         assert vectors is not None
@@ -231,7 +232,7 @@ def _recall(args: argparse.Namespace, root: Path, seed_path: Path, gold_path: Pa
         for fu, depth in [(f, d) for f in fusions
                           for d in (depths if profile != "bm25" else [None])]:
             spec = get_profile(profile, fusion=fu, candidates=depth,
-                               links=getattr(args, "links", None))
+                               links=getattr(args, "links", None), embed_model=embed_model)
             label = profile if fu is None else f"{profile}/{fu}"
             if len(depths) > 1 and depth is not None:
                 label += f"/c{depth}"

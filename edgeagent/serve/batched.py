@@ -24,7 +24,7 @@ than evaluating the same tokens a second time.
 Kept prefixes: the agent names its fixed prompt starts (`keep_prefix`: the
 agent's system prompt, the fallback's); once a request has prefilled one, the
 host copies it into one of `pins` reserved sequences (least recently used
-replaced, within a cell budget of one request's context), so it survives the
+replaced, within `PIN_CELLS` KV cells), so it survives the
 slot's next, different prompt and no later request evaluates it again.
 
 Cancellation: the request's cancel flag is checked every iteration, and an
@@ -62,6 +62,7 @@ from edgeagent.serve.batch_work import Sample, SlotEngine, Work
 from edgeagent.serve.hosts import RequestEngine, TokenCounter
 
 PREFILL_CHUNK = 128  # prompt tokens per decode: bounds how long a cancel or a decode waits
+PIN_CELLS = 4096  # KV cells reserved for kept prefixes (all pins together)
 
 
 class BatchedHost:
@@ -90,7 +91,8 @@ class BatchedHost:
             self.n_ctx = min(n_ctx, n_train) if n_train > 0 else n_ctx  # per request
             self._pin_first = slots * self.votes_max
             self.pins = max(0, pins)
-            self.pin_budget = self.n_ctx if self.pins else 0  # KV cells the pins may hold
+            # KV cells the pins may hold: the teacher-style system prompt is ~2,400 tokens
+            self.pin_budget = min(self.n_ctx, PIN_CELLS) if self.pins else 0
             n_seq = self._pin_first + self.pins
             self.n_batch = max(n_batch, n_seq)
             params = llama.llama_context_default_params()

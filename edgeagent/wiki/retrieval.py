@@ -63,12 +63,23 @@ RETRIEVAL_PROFILES: dict[str, RetrievalProfile] = {
 
 
 def get_profile(name: str, *, fusion: str | None = None, candidates: int | None = None,
-                links: int | None = None) -> RetrievalProfile:
-    """The profile called `name` (optionally with another fusion, candidate count or links)."""
+                links: int | None = None,
+                embed_model: Path | str | None = None) -> RetrievalProfile:
+    """The profile called `name` (optionally with another fusion, candidate count or links).
+
+    A second stage whose `embed_model` is a model of `embed_model.EMBED_MODELS` with
+    its own tuned depth and links (e5) starts from those; explicit arguments win."""
     profile = RETRIEVAL_PROFILES.get(name)
     if profile is None:
         raise UserError(f"unknown retrieval profile {name!r}; use one of "
                         f"{', '.join(RETRIEVAL_PROFILES)}")
+    if profile.needs_model and isinstance(embed_model, str):
+        from edgeagent.wiki.embed_model import EMBED_MODELS
+
+        tuned = EMBED_MODELS.get(embed_model)
+        if tuned is not None:
+            profile = replace(profile, candidates=tuned.candidates or profile.candidates,
+                              links=profile.links if tuned.links is None else tuned.links)
     if fusion is not None:
         if fusion not in ("rrf", "linear"):
             raise UserError(f"unknown fusion {fusion!r}; use rrf or linear")
