@@ -326,3 +326,43 @@ def test_preload_loads_the_model_in_the_background(docs_file: Path, tiny_bert_gg
     assert index._second is not None and index.retrieval == "bm25+vectors"
     assert search("river in France", 2)
     assert open_search("w", retrieval="bm25").__self__.second_stage() is None  # type: ignore[attr-defined]
+
+
+def test_query_takes_the_idle_threads_only_when_nothing_else_runs(
+        tiny_bert_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A search query embeds on 2 threads when no other task is runnable (quiet machine),
+    on 1 when something else runs or the count is unknown; passages (builds) keep the
+    configured threads. The vectors do not depend on the thread count."""
+    from edgeagent.wiki import embedder as emb
+
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("0.10 0.20 0.30 1/80 4242\n")
+    assert emb.runnable_elsewhere(loadavg) == 0
+    loadavg.write_text("1.90 1.20 0.80 3/80 4242\n")
+    assert emb.runnable_elsewhere(loadavg) == 2
+    assert emb.runnable_elsewhere(tmp_path / "missing") > 1000
+
+    monkeypatch.setattr(emb.os, "cpu_count", lambda: 2)
+    e = emb.GgufEmbedder(tiny_bert_gguf)
+    others = [0]
+    monkeypatch.setattr(emb, "runnable_elsewhere", lambda: others[0])
+    try:
+        assert (e.n_threads, e.idle_threads) == (1, 2)
+        quiet = e.embed(["who founded the city"], query=True)
+        assert e._threads_now == 2
+        e.embed(["a passage about the city"] * 5, query=True)  # not a search query
+        assert e._threads_now == 1
+        others[0] = 1
+        busy = e.embed(["who founded the city"], query=True)
+        assert e._threads_now == 1
+        others[0] = 0
+        e.embed(["who founded the city"])  # a passage, as `wiki build --embed` embeds
+        assert e._threads_now == 1
+        assert np.allclose(quiet, busy, atol=1e-5)
+    finally:
+        e.close()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(emb.os, "cpu_count", lambda: 1)
+        one = emb.GgufEmbedder(tiny_bert_gguf)
+        assert one.idle_threads == 1
+        one.close()
