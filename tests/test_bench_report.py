@@ -105,3 +105,7 @@ def test_bench_serve_reports_clients_against_one(tmp_path: Path, default_model: 
         spent = run["request_seconds"]
         assert 0 < spent["generate_s"] <= run["wall_s"] * run["clients"]
         assert spent["fallback_s"] <= spent["generate_s"]
+        sched = run["scheduler"]  # the batched host's own account of the same run
+        assert sched["decodes"] >= 1 and sched["decode_rows"] >= run["completion_tokens"] // 2
+        assert sched["prefill_tokens"] == run["prompt_tokens_evaluated"]
+        assert 0 < sched["decode_s"] <= run["wall_s"]

@@ -16,7 +16,8 @@ and `from_fallback` (requests answered by the answer-from-memory call, which
 evaluates the conversation again under its own system prompt), and
 `request_seconds`: the requests' own generate / execute / fallback seconds
 summed (they overlap under several clients; with one client they split the wall
-time).
+time); for `batched`, `scheduler`: its seconds in `llama_decode` and waiting for
+work, the batch rows of sampled tokens and prompt tokens it decoded, and its calls.
 
 Not covered: streaming latency to first token, votes > 1, the wiki.
 """
@@ -183,7 +184,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for c in counts:
                     print(f"bench serve: {kind}, {c} client(s), {args.requests} requests…",
                           file=sys.stderr, flush=True)
+                    stats = getattr(host, "stats", None)  # batched only
+                    before = stats() if callable(stats) else None
                     runs[str(c)] = _clients(url, name, c, questions, args)
+                    if before is not None and callable(stats):  # where its time went
+                        after = stats()
+                        runs[str(c)]["scheduler"] = {
+                            k: round(after[k] - before[k], 2) for k in after}
         finally:
             host.close()
         base = runs[str(counts[0])]

@@ -135,6 +135,7 @@ class BatchedHost:
         self.decodes = 0  # llama_decode calls (fewer than tokens when requests share them)
         self.rows_saved = 0  # sampled tokens that rode in another vote's row
         self.pinned = 0  # prefixes copied into a pinned sequence
+        self._stats = {"decode_s": 0.0, "idle_s": 0.0, "decode_rows": 0, "prefill_tokens": 0}
         self._thread = threading.Thread(target=self._run, name="edgeagent-batch", daemon=True)
         self._thread.start()
 
@@ -149,6 +150,11 @@ class BatchedHost:
                                 cancel_event=cancel, count=False)
         finally:
             self._free.put(slot)
+
+    def stats(self) -> dict[str, float]:
+        """Scheduler totals so far: seconds in `llama_decode` and waiting for work, batch
+        rows of sampled tokens, prompt tokens evaluated, `llama_decode` calls."""
+        return {**self._stats, "decodes": self.decodes}
 
     def info(self) -> dict[str, Any]:
         return {"path": str(self.path), "name": self.name, "engines": "batched",
@@ -216,8 +222,10 @@ class BatchedHost:
     def _run(self) -> None:
         while True:
             with self._cv:
+                idle = time.perf_counter()
                 while not self._incoming and not self._active and not self._closing:
                     self._cv.wait()
+                self._stats["idle_s"] += time.perf_counter() - idle
                 if self._closing:
                     for w in self._incoming + self._waiting + self._active:
                         self._fail(w, UserError("the server is shutting down"))
@@ -314,7 +322,11 @@ class BatchedHost:
                 batch.seq_id[j][m] = seq
             batch.logits[j] = 1 if logits else 0
         batch.n_tokens = len(entries)
+        t0 = time.perf_counter()
         rc = llama.llama_decode(self._ctx, batch)
+        self._stats["decode_s"] += time.perf_counter() - t0
+        self._stats["decode_rows"] += len(rows)
+        self._stats["prefill_tokens"] += len(entries) - len(rows)
         self.decodes += 1
         if rc != 0:
             reason = "no room left in the context" if rc == 1 else f"llama_decode returned {rc}"
