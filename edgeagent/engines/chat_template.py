@@ -89,3 +89,14 @@ def template_from_gguf(path: str) -> str | None:
         return None
     value = field.contents()
     return str(value) if value else None
+
+
+def text_before(text: str, before: str | None) -> str:
+    """`text` up to where `before` first occurs (all of it when `before` is None): the
+    fixed start a `keep_prefix` call keeps."""
+    if before is None:
+        return text
+    cut = text.find(before)
+    if cut < 0:
+        raise UserError("keep_prefix: the prompt does not contain the cut text")
+    return text[:cut]

@@ -44,7 +44,7 @@ from typing import Any
 from edgeagent.engines import llama_native as native
 from edgeagent.engines.base import Completion, Message, StragglerPolicy, Timings, TokenCallback
 from edgeagent.engines.batch_sampling import BatchSampler
-from edgeagent.engines.chat_template import render_chat
+from edgeagent.engines.chat_template import render_chat, text_before
 from edgeagent.engines.kv_sequences import KVSequences
 from edgeagent.errors import UserError
 
@@ -184,12 +184,7 @@ class LlamaCppEngine:
         tokens evaluated (0 when it was kept already or loaded)."""
         if self.pin_slots == 0:
             return 0
-        text = prompt if isinstance(prompt, str) else self.render(prompt)
-        if before is not None:
-            cut = text.find(before)
-            if cut < 0:
-                raise UserError("keep_prefix: the prompt does not contain the cut text")
-            text = text[:cut]
+        text = text_before(prompt if isinstance(prompt, str) else self.render(prompt), before)
         tokens = self.tokenize(text)[:-1]  # the last token may merge with the text after it
         if len(tokens) < 2:
             return 0

@@ -55,7 +55,7 @@ from edgeagent.engines.base import (
     find_stop,
     holdback,
 )
-from edgeagent.engines.chat_template import render_chat
+from edgeagent.engines.chat_template import render_chat, text_before
 from edgeagent.engines.kv_sequences import common_prefix
 from edgeagent.errors import UserError
 from edgeagent.serve.batch_work import Sample, SlotEngine, Work
@@ -183,27 +183,23 @@ class BatchedHost:
 
     # -- request side ----------------------------------------------------------------
 
-    def tokens_for(self, messages: Sequence[Message] | str, prefix: str | None) -> list[int]:
+    def _render(self, messages: Sequence[Message] | str, prefix: str | None = None) -> str:
         if isinstance(messages, str):
-            text = messages + (prefix or "")
-        else:
-            text = render_chat(self.template, messages, bos_token=self.bos_text,
-                               eos_token=self.eos_text, prefix=prefix)
+            return messages + (prefix or "")
+        return render_chat(self.template, messages, bos_token=self.bos_text,
+                           eos_token=self.eos_text, prefix=prefix)
+
+    def _tokenize(self, text: str) -> list[int]:
         add = self._add_bos and not (self.bos_text and text.startswith(self.bos_text))
         return native.tokenize(self._vocab, text, add_special=add)
+
+    def tokens_for(self, messages: Sequence[Message] | str, prefix: str | None) -> list[int]:
+        return self._tokenize(self._render(messages, prefix))
 
     def prefix_tokens(self, messages: Sequence[Message] | str, before: str | None) -> list[int]:
         """The tokens of the prompt's start up to `before` (all but the last one, which
         may merge with the text after it): what `keep_prefix` asks to keep."""
-        text = messages if isinstance(messages, str) else render_chat(
-            self.template, messages, bos_token=self.bos_text, eos_token=self.eos_text)
-        if before is not None:
-            cut = text.find(before)
-            if cut < 0:
-                raise UserError("keep_prefix: the prompt does not contain the cut text")
-            text = text[:cut]
-        add = self._add_bos and not (self.bos_text and text.startswith(self.bos_text))
-        return native.tokenize(self._vocab, text, add_special=add)[:-1]
+        return self._tokenize(text_before(self._render(messages), before))[:-1]
 
     def submit(self, work: Work) -> list[Completion]:
         with self._cv:
