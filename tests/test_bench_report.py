@@ -109,3 +109,10 @@ def test_bench_serve_reports_clients_against_one(tmp_path: Path, default_model: 
         assert sched["decodes"] >= 1 and sched["decode_rows"] >= run["completion_tokens"] // 2
         assert sched["prefill_tokens"] == run["prompt_tokens_evaluated"]
         assert 0 < sched["decode_s"] <= run["wall_s"]
+        # its decode seconds split between prompt-carrying calls and rows-only calls
+        assert sched["prompt_calls_s"] + sched["row_calls_s"] == pytest.approx(
+            sched["decode_s"], abs=0.02)
+        assert 0 < sched["row_calls_rows"] <= sched["decode_rows"]
+        assert sched["prompt_tokens_per_s"] == pytest.approx(
+            sched["prefill_tokens"] / sched["prompt_calls_s"], rel=0.05)
+        assert sched["ms_per_row"] > 0

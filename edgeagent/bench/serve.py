@@ -17,7 +17,9 @@ evaluates the conversation again under its own system prompt), and
 `request_seconds`: the requests' own generate / execute / fallback seconds
 summed (they overlap under several clients; with one client they split the wall
 time); for `batched`, `scheduler`: its seconds in `llama_decode` and waiting for
-work, the batch rows of sampled tokens and prompt tokens it decoded, and its calls.
+work, the batch rows of sampled tokens and prompt tokens it decoded, and its calls;
+split between calls that carried prompt tokens and calls of sampled rows only, with
+what a unit costs in each (`prompt_tokens_per_s`, `ms_per_row`).
 
 Not covered: streaming latency to first token, votes > 1, the wiki.
 """
@@ -145,6 +147,19 @@ def _clients(url: str, model: str, count: int, questions: list[str],
             "errors": errors, "answers": [answers.get(i) for i in range(len(questions))]}
 
 
+def _unit_costs(spent: dict[str, float]) -> dict[str, float]:
+    """What a prompt token and a sampled row cost in this run: prompt tokens per second
+    of the calls that carried them (rows riding along included), and milliseconds per
+    row of the calls of sampled rows only. Under several clients, a row that shares a
+    call with other clients' rows should cost less than under one."""
+    out: dict[str, float] = {}
+    if spent.get("prompt_calls_s", 0) > 0:
+        out["prompt_tokens_per_s"] = round(spent["prefill_tokens"] / spent["prompt_calls_s"], 1)
+    if spent.get("row_calls_rows", 0) > 0:
+        out["ms_per_row"] = round(1000 * spent["row_calls_s"] / spent["row_calls_rows"], 2)
+    return out
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from edgeagent.errors import UserError
     from edgeagent.models.registry import model_label, resolve_model
@@ -189,8 +204,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     runs[str(c)] = _clients(url, name, c, questions, args)
                     if before is not None and callable(stats):  # where its time went
                         after = stats()
+                        spent = {k: after[k] - before[k] for k in after}
                         runs[str(c)]["scheduler"] = {
-                            k: round(after[k] - before[k], 2) for k in after}
+                            **{k: round(v, 2) for k, v in spent.items()}, **_unit_costs(spent)}
         finally:
             host.close()
         base = runs[str(counts[0])]

@@ -135,7 +135,8 @@ class BatchedHost:
         self.decodes = 0  # llama_decode calls (fewer than tokens when requests share them)
         self.rows_saved = 0  # sampled tokens that rode in another vote's row
         self.pinned = 0  # prefixes copied into a pinned sequence
-        self._stats = {"decode_s": 0.0, "idle_s": 0.0, "decode_rows": 0, "prefill_tokens": 0}
+        self._stats = {"decode_s": 0.0, "idle_s": 0.0, "decode_rows": 0, "prefill_tokens": 0,
+                       "prompt_calls_s": 0.0, "row_calls_s": 0.0, "row_calls_rows": 0}
         self._thread = threading.Thread(target=self._run, name="edgeagent-batch", daemon=True)
         self._thread.start()
 
@@ -153,7 +154,9 @@ class BatchedHost:
 
     def stats(self) -> dict[str, float]:
         """Scheduler totals so far: seconds in `llama_decode` and waiting for work, batch
-        rows of sampled tokens, prompt tokens evaluated, `llama_decode` calls."""
+        rows of sampled tokens, prompt tokens evaluated, `llama_decode` calls; and the
+        decode seconds split between calls that carried prompt tokens (`prompt_calls_s`)
+        and calls of sampled rows only (`row_calls_s`, with their `row_calls_rows`)."""
         return {**self._stats, "decodes": self.decodes}
 
     def info(self) -> dict[str, Any]:
@@ -320,9 +323,15 @@ class BatchedHost:
         batch.n_tokens = len(entries)
         t0 = time.perf_counter()
         rc = llama.llama_decode(self._ctx, batch)
-        self._stats["decode_s"] += time.perf_counter() - t0
+        spent = time.perf_counter() - t0
+        self._stats["decode_s"] += spent
         self._stats["decode_rows"] += len(rows)
         self._stats["prefill_tokens"] += len(entries) - len(rows)
+        if prefill:  # where the time goes: prompt chunks (rows ride along) or rows alone
+            self._stats["prompt_calls_s"] += spent
+        else:
+            self._stats["row_calls_s"] += spent
+            self._stats["row_calls_rows"] += len(rows)
         self.decodes += 1
         if rc != 0:
             reason = "no room left in the context" if rc == 1 else f"llama_decode returned {rc}"

@@ -25,7 +25,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from edgeagent.errors import UserError
 from edgeagent.tools.sandbox import protocol
@@ -103,7 +103,7 @@ class CodeSandbox:
 
     # ---- lifecycle
 
-    def __enter__(self) -> CodeSandbox:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
