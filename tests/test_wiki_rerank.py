@@ -239,18 +239,46 @@ def test_bench_wiki_needs_data(tmp_path: Path) -> None:
     assert "needs --data DIR" in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
-def test_trajectory_records_retrieval(docs_file: Path) -> None:
+def test_trajectory_records_retrieval(docs_file: Path, tiny_bert_gguf: Path) -> None:
+    """A run over a real index records the profile's name and what it searched with
+    (depth, links, and for a second stage its vectors, fusion and model), and the record
+    survives a JSON round trip."""
+    from test_agent import ScriptedEngine, act
+
+    from edgeagent.agent.loop import Agent, AgentConfig
     from edgeagent.agent.trajectory import Trajectory
+    from edgeagent.wiki.embed_build import finish_retrieval
     from edgeagent.wiki.index import WikiIndex
+    from edgeagent.wiki.retrieval import get_profile
 
     _build(docs_file)
-    search = WikiIndex.open("w").search
-    assert getattr(search.__self__, "retrieval", None) == "bm25"
-    traj = Trajectory(id="t", question="q", model="m", engine="e", prompt_version="v",
-                      retrieval="bm25+vectors")
+    bm25 = WikiIndex.open("w")
+    script = [act("Search.", 'print(web_search("capital of France"))'),
+              act("Answer.", 'final_answer("Paris")')]
+    traj = Agent(ScriptedEngine(script), search=bm25.search,
+                 config=AgentConfig(max_steps=2)).run("What is the capital of France?")
+    assert traj.answer == "Paris" and "Paris" in traj.steps[0].observation
+    assert traj.retrieval == "bm25"
+    assert traj.retrieval_settings == {"candidates": 0, "links": 0}
+
+    finish_retrieval("w", profile="bm25+vectors", embed_model=tiny_bert_gguf)
+    index = WikiIndex.open("w", embed_model=tiny_bert_gguf,
+                           retrieval=get_profile("bm25+vectors", candidates=5))
+    traj = Agent(ScriptedEngine(list(script)), search=index.search,
+                 config=AgentConfig(max_steps=2)).run("What is the capital of France?")
+    assert traj.retrieval == "bm25+vectors"
+    assert traj.retrieval_settings == {
+        "candidates": 5, "links": 1, "vectors": "stored", "fusion": "linear",
+        "alpha": index.profile.alpha, "embed_model": tiny_bert_gguf.name}
     data = json.loads(traj.to_json())
-    assert data["retrieval"] == "bm25+vectors"
-    assert Trajectory.from_dict(data).retrieval == "bm25+vectors"
+    assert data["retrieval_settings"] == traj.retrieval_settings
+    again = Trajectory.from_dict(data)
+    assert (again.retrieval, again.retrieval_settings) == (traj.retrieval,
+                                                            traj.retrieval_settings)
+    # a run without a wiki records neither
+    none = Agent(ScriptedEngine([act("Answer.", 'final_answer("4")')]), search=None,
+                 config=AgentConfig(max_steps=1)).run("2+2?")
+    assert none.retrieval is None and "retrieval_settings" not in json.loads(none.to_json())
 
 
 GOLD = [("What river flows through Paris?", ["Seine", "Paris"]),

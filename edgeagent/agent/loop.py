@@ -195,6 +195,8 @@ class Agent:
             gold=gold, dataset=dataset, ftp_prefix=prefix,
             # how observations were retrieved: the index's profile (WikiIndex.search's owner)
             retrieval=getattr(getattr(self.search, "__self__", None), "retrieval", None),
+            retrieval_settings=getattr(getattr(self.search, "__self__", None),
+                                       "retrieval_settings", None),
             straggler=cfg.straggler if cfg.votes > 1 else None,
         )
         traj.tokens = {"prompt": 0, "completion": 0, "prompt_evaluated": 0}

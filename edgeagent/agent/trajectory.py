@@ -118,6 +118,7 @@ class Trajectory:
     error: str | None = None
     cancelled: bool = False
     retrieval: str | None = None  # the wiki's retrieval profile (bm25, bm25+rerank, ...)
+    retrieval_settings: dict[str, Any] | None = None  # its depth, links, model (WikiIndex)
     straggler: str | None = None  # voting runs: quorum or wait (None: one vote)
 
     def to_dict(self) -> dict[str, Any]:
@@ -129,7 +130,8 @@ class Trajectory:
             "messages": [{"role": m["role"], "content": m["content"]} for m in self.messages],
             "from_fallback": self.from_fallback,
         }
-        for key in ("gold", "dataset", "score", "ftp_prefix", "error", "retrieval", "straggler"):
+        for key in ("gold", "dataset", "score", "ftp_prefix", "error", "retrieval",
+                    "retrieval_settings", "straggler"):
             value = getattr(self, key)
             if value is not None:
                 d[key] = value
@@ -163,6 +165,8 @@ class Trajectory:
             ftp_prefix=d.get("ftp_prefix"), from_fallback=bool(d.get("from_fallback", False)),
             error=d.get("error"), cancelled=bool(d.get("cancelled", False)),
             retrieval=d.get("retrieval"), straggler=d.get("straggler"),
+            retrieval_settings=(dict(d["retrieval_settings"])
+                                if isinstance(d.get("retrieval_settings"), dict) else None),
         )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgeagent.errors import UserError
 from edgeagent.wiki import store
@@ -80,6 +80,25 @@ class WikiIndex:
     def retrieval(self) -> str:
         """The retrieval profile in use (recorded in trajectories)."""
         return self.profile.name
+
+    @property
+    def retrieval_settings(self) -> dict[str, Any]:
+        """What the profile searched with (recorded in trajectories beside its name): the
+        BM25 depth re-scored and title links, and for a profile with a second stage, its
+        vectors, fusion and embedding model (a name, or a GGUF file's name)."""
+        p = self.profile
+        out: dict[str, Any] = {"candidates": p.candidates, "links": p.links}
+        if p.needs_model:
+            from edgeagent.wiki.embed_model import DEFAULT_EMBED
+
+            model = self.embed_model
+            out.update(vectors=p.vectors, fusion=p.fusion,
+                       alpha=p.alpha if p.fusion == "linear" else None,
+                       rrf_k=p.rrf_k if p.fusion == "rrf" else None,
+                       embed_model=Path(model).name if isinstance(model, Path)
+                       else (model or DEFAULT_EMBED))
+            out = {k: v for k, v in out.items() if v is not None}
+        return out
 
     def second_stage(self) -> SecondStage | None:
         """The embedding stage of this profile (loaded on first use), None for `bm25`."""
