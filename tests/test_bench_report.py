@@ -90,12 +90,19 @@ def test_bench_sag_prefix_reuse_is_exact(tmp_path: Path, tiny_gguf: Path) -> Non
 def test_bench_serve_reports_clients_against_one(tmp_path: Path, default_model: Path) -> None:
     out = _cli("bench", "serve", "--model", str(default_model), "--clients", "1,2",
                "--requests", "2", "--max-steps", "1", "--max-tokens", "8", "--engines",
-               "batched", "--threads", "1", "--json", home=tmp_path)
+               "batched", "--threads", "1", "--repeat", "2", "--json", home=tmp_path)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["name"] == "serve" and data["model"] == default_model.stem
     assert set(data["ratio"]) == {"batched_2clients_vs_1"} and data["ratio"][
         "batched_2clients_vs_1"] == data["batched"]["2"]["throughput_vs_1"] > 0
+    # two rounds: the ratio is the median of each round's own ratio
+    one, two = (data["batched"][c]["requests_per_min_rounds"] for c in ("1", "2"))
+    assert len(one) == len(two) == 2 and one[0] == data["batched"]["1"]["requests_per_min"]
+    per_round = data["batched"]["2"]["throughput_vs_1_rounds"]
+    assert per_round == [round(b / a, 2) for a, b in zip(one, two, strict=True)]
+    assert data["ratio"]["batched_2clients_vs_1"] == pytest.approx(
+        sum(per_round) / 2, abs=0.011)
     for run in data["batched"].values():
         assert run["errors"] == [] and run["requests"] == 2 and all(run["answers"])
         # the requests' own cost, from their trajectories: the system prompt is kept

@@ -21,6 +21,12 @@ work, the batch rows of sampled tokens and prompt tokens it decoded, and its cal
 split between calls that carried prompt tokens and calls of sampled rows only, with
 what a unit costs in each (`prompt_tokens_per_s`, `ms_per_row`).
 
+`--repeat N` runs N rounds of every client count on the same server, alternating
+their order. The ratio is then the median of the rounds' own ratios (each round's
+counts ran minutes apart, so a shared machine's drift cancels); the full record is
+the first round's, with every round's `requests_per_min_rounds` and
+`throughput_vs_1_rounds`.
+
 Not covered: streaming latency to first token, votes > 1, the wiki.
 """
 
@@ -56,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, default=96,
                         help="tokens per step (default 96)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of every client count, alternating their order; the "
+                             "ratio is the median of each round's own ratio (default 1)")
 
 
 def _free_port() -> int:
@@ -147,6 +156,22 @@ def _clients(url: str, model: str, count: int, questions: list[str],
             "errors": errors, "answers": [answers.get(i) for i in range(len(questions))]}
 
 
+def _measure(host: Any, url: str, name: str, kind: str, count: int, questions: list[str],
+             args: argparse.Namespace) -> dict[str, Any]:
+    """One client count's run, with the batched scheduler's own account of it."""
+    print(f"bench serve: {kind}, {count} client(s), {len(questions)} requests…",
+          file=sys.stderr, flush=True)
+    stats = getattr(host, "stats", None)  # batched only
+    before = stats() if callable(stats) else None
+    out = _clients(url, name, count, questions, args)
+    if before is not None and callable(stats):  # where its time went
+        after = stats()
+        spent = {k: after[k] - before[k] for k in after}
+        out["scheduler"] = {**{k: round(v, 2) for k, v in spent.items()},
+                            **_unit_costs(spent)}
+    return out
+
+
 def _unit_costs(spent: dict[str, float]) -> dict[str, float]:
     """What a prompt token and a sampled row cost in this run: prompt tokens per second
     of the calls that carried them (rows riding along included), and milliseconds per
@@ -173,8 +198,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     except ValueError:
         raise UserError(f"--clients wants numbers like 1,4, not {args.clients!r}") from None
     kinds = [k.strip() for k in str(args.engines).split(",") if k.strip()]
-    if not counts or min(counts) < 1 or args.requests < 1:
-        raise UserError("--clients and --requests must be at least 1")
+    if not counts or min(counts) < 1 or args.requests < 1 or args.repeat < 1:
+        raise UserError("--clients, --requests and --repeat must be at least 1")
     for k in kinds:
         if k not in ("batched", "shared", "per-slot"):
             raise UserError(f"unknown engine kind {k!r} (batched, shared, per-slot)")
@@ -193,29 +218,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         settings = ServeSettings(parallel=parallel, max_queue=parallel, wiki=None,
                                  defaults=AgentDefaults(max_steps=args.max_steps,
                                                         max_tokens=args.max_tokens))
-        runs: dict[str, Any] = {}
+        rounds: list[dict[str, Any]] = []
         try:
             with _Server(create_app(Service(host, settings))) as url:
-                for c in counts:
-                    print(f"bench serve: {kind}, {c} client(s), {args.requests} requests…",
-                          file=sys.stderr, flush=True)
-                    stats = getattr(host, "stats", None)  # batched only
-                    before = stats() if callable(stats) else None
-                    runs[str(c)] = _clients(url, name, c, questions, args)
-                    if before is not None and callable(stats):  # where its time went
-                        after = stats()
-                        spent = {k: after[k] - before[k] for k in after}
-                        runs[str(c)]["scheduler"] = {
-                            **{k: round(v, 2) for k, v in spent.items()}, **_unit_costs(spent)}
+                for n in range(args.repeat):
+                    # alternate the order, so a drift in the machine's speed favours no count
+                    order = counts if n % 2 == 0 else counts[::-1]
+                    rounds.append({str(c): _measure(host, url, name, kind, c, questions, args)
+                                   for c in order})
         finally:
             host.close()
-        base = runs[str(counts[0])]
+        runs = rounds[0]
+        base = str(counts[0])
         for c in counts[1:]:
             r = runs[str(c)]
-            r[f"throughput_vs_{counts[0]}"] = round(
-                r["requests_per_min"] / base["requests_per_min"], 2)
-            ratio[f"{kind}_{c}clients_vs_{counts[0]}"] = r[f"throughput_vs_{counts[0]}"]
-            same = sum(a == b for a, b in zip(r["answers"], base["answers"], strict=True))
+            key = f"throughput_vs_{counts[0]}"
+            per_round = [q[str(c)]["requests_per_min"] / q[base]["requests_per_min"]
+                         for q in rounds]
+            r[key] = round(statistics.median(per_round), 2)
+            ratio[f"{kind}_{c}clients_vs_{counts[0]}"] = r[key]
+            same = sum(a == b for a, b in zip(r["answers"], runs[base]["answers"], strict=True))
             r["same_answers"] = f"{same}/{len(questions)}"
+            if len(rounds) > 1:
+                r[f"{key}_rounds"] = [round(x, 2) for x in per_round]
+        if len(rounds) > 1:
+            for c in counts:
+                runs[str(c)]["requests_per_min_rounds"] = [
+                    q[str(c)]["requests_per_min"] for q in rounds]
         result[kind] = runs
     return result
