@@ -5,6 +5,7 @@ per-request cancellation."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,6 +54,55 @@ def test_concurrent_requests_decode_in_one_batch(host: BatchedHost) -> None:
     assert host.counter.value - tokens0 == 48
     # 48 sampled tokens (+ 2 prefills) in far fewer than 48 decodes: they went together
     assert host.decodes - decodes0 < 40
+
+
+def _cells_held(host: BatchedHost, slot: int) -> list[int]:
+    """The highest position each of the slot's sequences holds in the real cache (-1:
+    none)."""
+    first = slot * host.votes_max
+    return [int(host._llama.llama_memory_seq_pos_max(host._mem, s))
+            for s in range(first, first + host.votes_max)]
+
+
+def _wait_tidied(host: BatchedHost, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while host.tidied < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_released_slots_drop_interleaved_cells_and_keep_contiguous_ones(
+        host: BatchedHost) -> None:
+    """Two requests that decoded together leave interleaved cells: when their leases
+    end, the host drops both slots' sequences. A request that ran alone keeps its
+    cells for the next request's reuse (a chat's next turn)."""
+    with host.lease() as e:  # the scheduler has handled earlier tests' releases after this
+        e.generate("Hi", max_tokens=1)
+    tidied0 = host.tidied
+    with host.lease() as a, host.lease() as b:
+        slots = [a._engine.slot, b._engine.slot]  # type: ignore[attr-defined]
+        out: dict[str, Completion] = {}
+        t = threading.Thread(target=lambda: out.setdefault(
+            "b", b.generate(_chat("Name a river."), max_tokens=16, ignore_eos=True)[0]))
+        t.start()
+        out["a"] = a.generate(_chat("Name a mountain."), max_tokens=16, ignore_eos=True)[0]
+        t.join()
+        assert all(max(_cells_held(host, s)) > 0 for s in slots)  # held while leased
+    _wait_tidied(host, tidied0 + 2)
+    assert host.tidied == tidied0 + 2
+    assert all(_cells_held(host, s) == [-1] * host.votes_max for s in slots)
+
+    with host.lease() as c:
+        alone = c._engine.slot  # type: ignore[attr-defined]
+        first = c.generate(_chat("Name a lake."), max_tokens=8, ignore_eos=True)[0]
+    with host.lease() as d:
+        turn = [*_chat("Name a lake."), {"role": "assistant", "content": first.text},
+                {"role": "user", "content": "Another."}]
+        # d may get the other slot; the cached conversation is shared across slots
+        again = d.generate(turn, max_tokens=2)[0]
+    time.sleep(0.2)  # the scheduler has seen both releases: nothing was dropped
+    assert host.tidied == tidied0 + 2 and max(_cells_held(host, alone)) > 0
+    assert again.timings is not None
+    assert 0 < again.timings.prompt_tokens_evaluated <= again.prompt_tokens - first.prompt_tokens
 
 
 def test_votes_and_prefix_reuse_within_and_across_requests(host: BatchedHost) -> None:

@@ -27,6 +27,12 @@ host copies it into one of `pins` reserved sequences (least recently used
 replaced, within `PIN_CELLS` KV cells), so it survives the
 slot's next, different prompt and no later request evaluates it again.
 
+Interleaved cells: a call that decodes several slots' tokens gives them side-by-side
+cells, so concurrent conversations end up interleaved in the cache. When such a
+slot's lease ends, its sequences are dropped (`_tidy`): kept, they would scatter the
+next prompts into the gaps and make prompt attention pay for every neighbour. A
+slot that ran alone keeps its cells for the next request's reuse.
+
 Cancellation: the request's cancel flag is checked every iteration, and an
 exception from its `on_token` (the `RequestEngine` guard) also ends it; its
 samples finish as `"cancelled"` and nothing more is decoded for it.
@@ -123,6 +129,10 @@ class BatchedHost:
         self.eos_text = native.token_text(self._vocab, llama.llama_vocab_eos(self._vocab))
         self._add_bos = bool(llama.llama_vocab_get_add_bos(self._vocab))
         self._records: list[list[int]] = [[] for _ in range(n_seq)]
+        # slots whose cells were allocated in calls shared with another slot (interleaved
+        # in the unified cache), and slots whose lease ended, for the scheduler to tidy
+        self._mixed = [False] * slots
+        self._released: list[int] = []
         self._pin_used = [0.0] * self.pins
         self._free: queue.Queue[int] = queue.Queue()
         for s in range(slots):
@@ -135,6 +145,7 @@ class BatchedHost:
         self.decodes = 0  # llama_decode calls (fewer than tokens when requests share them)
         self.rows_saved = 0  # sampled tokens that rode in another vote's row
         self.pinned = 0  # prefixes copied into a pinned sequence
+        self.tidied = 0  # released slots whose interleaved cells were dropped
         self._stats = {"decode_s": 0.0, "idle_s": 0.0, "decode_rows": 0, "prefill_tokens": 0,
                        "prompt_calls_s": 0.0, "row_calls_s": 0.0, "row_calls_rows": 0}
         self._thread = threading.Thread(target=self._run, name="edgeagent-batch", daemon=True)
@@ -150,6 +161,9 @@ class BatchedHost:
             yield RequestEngine(SlotEngine(self, slot, cancel), self.counter, self.name,
                                 cancel_event=cancel, count=False)
         finally:
+            with self._cv:  # before the slot can be leased again: the scheduler sees it first
+                self._released.append(slot)
+                self._cv.notify()
             self._free.put(slot)
 
     def stats(self) -> dict[str, float]:
@@ -222,7 +236,8 @@ class BatchedHost:
         while True:
             with self._cv:
                 idle = time.perf_counter()
-                while not self._incoming and not self._active and not self._closing:
+                while not (self._incoming or self._active or self._released
+                           or self._closing):
                     self._cv.wait()
                 self._stats["idle_s"] += time.perf_counter() - idle
                 if self._closing:
@@ -230,7 +245,10 @@ class BatchedHost:
                         self._fail(w, UserError("the server is shutting down"))
                     return
                 new, self._incoming = self._incoming, []
+                released, self._released = self._released, []
             try:
+                for slot in released:
+                    self._tidy(slot)
                 self._waiting += new
                 for w in list(self._waiting):
                     if w.cancel.is_set() or not self._worth_waiting(w):
@@ -246,11 +264,30 @@ class BatchedHost:
                 self._llama.llama_memory_clear(self._mem, True)
                 self._records = [[] for _ in self._records]
                 self._pin_used = [0.0] * self.pins
+                self._mixed = [False] * self.slots
                 err = exc if isinstance(exc, UserError) else UserError(
                     f"generation failed: {type(exc).__name__}: {exc}")
                 for w in self._active + self._waiting:
                     self._fail(w, err)
                 self._active, self._waiting = [], []
+
+    def _tidy(self, slot: int) -> None:
+        """A slot's lease ended. If its cells lie interleaved with other slots' (it
+        decoded in shared calls), drop its sequences: a later prompt would be placed
+        in the gaps between the other conversations' cells, and prompt attention
+        (llama.cpp's tiled kernel skips only 64-cell tiles no query row may see) then
+        pays for theirs too: ~30% slower prompts measured. A slot that ran alone
+        keeps its cells, contiguous, for the next request to reuse (a chat's next
+        turn); kept prefixes live in the pins either way."""
+        if not self._mixed[slot]:
+            return
+        first = slot * self.votes_max
+        for s in range(first, first + self.votes_max):
+            if self._records[s]:
+                self._llama.llama_memory_seq_rm(self._mem, s, -1, -1)
+                self._records[s] = []
+        self._mixed[slot] = False
+        self.tidied += 1
 
     def _worth_waiting(self, w: Work) -> bool:
         """Whether another request now prefilling will soon hold much more of this prompt
@@ -313,6 +350,12 @@ class BatchedHost:
                 pos = w.fed + j
                 entries.append((tok, pos, [own], pos == len(w.tokens) - 1))
         self.rows_saved += len(decoding) - len(rows)
+        in_call = {w.slot for w in self._active
+                   if any(smp.feed is not None for smp in w.samples)}
+        in_call.update(w.slot for w, _, _ in prefill)
+        if len(in_call) > 1:  # their new cells will lie side by side
+            for slot in in_call:
+                self._mixed[slot] = True
         for j, (tok, pos, seqs, logits) in enumerate(entries):
             batch.token[j] = tok
             batch.pos[j] = pos
