@@ -189,14 +189,14 @@ class Agent:
         """Solve one task; never raises for model or code misbehaviour."""
         self._cancel.clear()
         cfg = self.config
+        index = getattr(self.search, "__self__", None)
         traj = Trajectory(
             id=task_id or uuid.uuid4().hex[:12], question=question, model=self.model_name,
             engine=type(self.engine).__name__, prompt_version=self.prompts.version,
             gold=gold, dataset=dataset, ftp_prefix=prefix,
             # how observations were retrieved: the index's profile (WikiIndex.search's owner)
-            retrieval=getattr(getattr(self.search, "__self__", None), "retrieval", None),
-            retrieval_settings=getattr(getattr(self.search, "__self__", None),
-                                       "retrieval_settings", None),
+            retrieval=getattr(index, "retrieval", None),
+            retrieval_settings=getattr(index, "retrieval_settings", None),
             straggler=cfg.straggler if cfg.votes > 1 else None,
         )
         traj.tokens = {"prompt": 0, "completion": 0, "prompt_evaluated": 0}

@@ -282,12 +282,16 @@ class BatchedHost:
         if not self._mixed[slot]:
             return
         first = slot * self.votes_max
-        for s in range(first, first + self.votes_max):
+        self._drop(range(first, first + self.votes_max))
+        self._mixed[slot] = False
+        self.tidied += 1
+
+    def _drop(self, seqs: range) -> None:
+        """Free the cells of these sequences (those that hold any)."""
+        for s in seqs:
             if self._records[s]:
                 self._llama.llama_memory_seq_rm(self._mem, s, -1, -1)
                 self._records[s] = []
-        self._mixed[slot] = False
-        self.tidied += 1
 
     def _worth_waiting(self, w: Work) -> bool:
         """Whether another request now prefilling will soon hold much more of this prompt
@@ -309,10 +313,7 @@ class BatchedHost:
             llama.llama_memory_seq_cp(mem, best, own, 0, keep)
         else:
             keep = min(matches[own], len(tokens) - 1)
-        for s in range(own + 1, own + self.votes_max):
-            if self._records[s]:
-                llama.llama_memory_seq_rm(mem, s, -1, -1)
-                self._records[s] = []
+        self._drop(range(own + 1, own + self.votes_max))
         if not llama.llama_memory_seq_rm(mem, own, keep, -1):
             llama.llama_memory_seq_rm(mem, own, -1, -1)
             keep = 0
@@ -350,8 +351,7 @@ class BatchedHost:
                 pos = w.fed + j
                 entries.append((tok, pos, [own], pos == len(w.tokens) - 1))
         self.rows_saved += len(decoding) - len(rows)
-        in_call = {w.slot for w in self._active
-                   if any(smp.feed is not None for smp in w.samples)}
+        in_call = {smp.seq // self.votes_max for smp, _ in decoding}
         in_call.update(w.slot for w, _, _ in prefill)
         if len(in_call) > 1:  # their new cells will lie side by side
             for slot in in_call:

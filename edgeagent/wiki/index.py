@@ -89,15 +89,15 @@ class WikiIndex:
         p = self.profile
         out: dict[str, Any] = {"candidates": p.candidates, "links": p.links}
         if p.needs_model:
-            from edgeagent.wiki.embed_model import DEFAULT_EMBED
+            from edgeagent.wiki.embed_model import DEFAULT_EMBED, EMBED_MODELS
 
-            model = self.embed_model
+            model = str(self.embed_model or DEFAULT_EMBED)
             out.update(vectors=p.vectors, fusion=p.fusion,
-                       alpha=p.alpha if p.fusion == "linear" else None,
-                       rrf_k=p.rrf_k if p.fusion == "rrf" else None,
-                       embed_model=Path(model).name if isinstance(model, Path)
-                       else (model or DEFAULT_EMBED))
-            out = {k: v for k, v in out.items() if v is not None}
+                       embed_model=model if model in EMBED_MODELS else Path(model).name)
+            if p.fusion == "linear":
+                out["alpha"] = p.alpha
+            else:
+                out["rrf_k"] = p.rrf_k
         return out
 
     def second_stage(self) -> SecondStage | None:
